@@ -1,0 +1,77 @@
+"""The ``fer-bench`` command. Each subcommand lives beside the stage it belongs to;
+this module only parses arguments and dispatches (imports are lazy so ``--help`` is fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from fer_bench.errors import FerBenchError
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=None,
+                        help="FERPlus folder, Kaggle fer2013.csv, or 'synthetic' "
+                             "(default: $FER_BENCH_DATA, else the embedded synthetic set)")
+    parser.add_argument("--format", default="auto", choices=["auto", "folder", "kaggle", "synthetic"])
+    parser.add_argument("--labels", default="fer2013new", choices=["fer2013new", "folder"],
+                        help="vote snapshot: fer2013new.csv (default) or the folder label.csv files")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fer-bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="inspect a data source")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    stats = data_sub.add_parser("stats", help="counts, defects, complexity histogram, split sizes")
+    _add_data_options(stats)
+    stats.add_argument("--seed", type=int, default=0)
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+
+    sub.add_parser("models", help="list registered models and where each comes from")
+
+    run = sub.add_parser("run", help="train and evaluate one cell")
+    _add_data_options(run)
+    run.add_argument("--model", required=True)
+    run.add_argument("--nhot", type=int, required=True)
+    run.add_argument("--split", required=True, choices=["ordinary", "complex", "official"])
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--epochs", type=int, default=None)
+    run.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    run.add_argument("--results", default=None, help="result store folder (default: ./results)")
+    run.add_argument("--rerun", action="store_true", help="train even if the store has this cell")
+    run.add_argument("--json", action="store_true", help="print the record as JSON")
+
+    board = sub.add_parser("leaderboard", help="render pytest-benchmark JSON as tables and plots")
+    board.add_argument("results", nargs="+", help="pytest-benchmark JSON file(s); shards merge")
+    board.add_argument("--out", default="leaderboard", help="folder for README.md and plots")
+    board.add_argument("--no-write", action="store_true", help="only draw the terminal table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "data":
+            from fer_bench.data.stats import data_stats_command
+            return data_stats_command(args)
+        if args.command == "models":
+            from fer_bench.registry import models_command
+            return models_command(args)
+        if args.command == "run":
+            from fer_bench.training.cli import run_command
+            return run_command(args)
+        if args.command == "leaderboard":
+            from fer_bench.leaderboard.cli import leaderboard_command
+            return leaderboard_command(args)
+    except FerBenchError as exc:
+        print(f"fer-bench: error: {exc}", file=sys.stderr)
+        return 2
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""The one result schema: the record of one grid cell (model x N x split x seed).
+
+A ``CellRecord`` is what the runner produces, the store persists, the plugin puts in
+pytest-benchmark's ``extra_info`` and the leaderboard reads. ``to_dict`` / ``from_dict``
+round-trip through JSON exactly; per-image arrays are stored compactly as base64.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+
+def encode_uint8(values: np.ndarray) -> str:
+    """uint8 array [M] -> base64 text (1 byte per image)."""
+    return base64.b64encode(np.ascontiguousarray(values, dtype=np.uint8).tobytes()).decode()
+
+
+def decode_uint8(text: str) -> np.ndarray:
+    """Inverse of ``encode_uint8``: base64 text -> uint8 array [M]."""
+    return np.frombuffer(base64.b64decode(text.encode()), dtype=np.uint8).copy()
+
+
+def encode_bool(values: np.ndarray) -> str:
+    """bool array [M] -> base64 of the packed bits (M/8 bytes)."""
+    return base64.b64encode(np.packbits(np.asarray(values, dtype=bool)).tobytes()).decode()
+
+
+def decode_bool(text: str, length: int) -> np.ndarray:
+    """Inverse of ``encode_bool``; ``length`` is M (packing pads to a byte)."""
+    bits = np.unpackbits(np.frombuffer(base64.b64decode(text.encode()), dtype=np.uint8))
+    return bits[:length].astype(bool)
+
+
+@dataclass
+class CellRecord:
+    """Everything SPEC "Record of one cell" lists. Accuracies are fractions in [0, 1].
+
+    Per-epoch lists have one entry per trained epoch (index 0 = epoch 1).
+    ``acc_honest`` = test accuracy at ``best_val_epoch`` (1-based, first best on ties);
+    ``acc_optimistic`` = best test accuracy over epochs (the report's figure).
+    ``test_predictions``: base64 uint8 [n_test], predicted class per test image in split order;
+    ``test_correct``: base64 packed bits [n_test], tie-aware correctness per test image.
+    ``epoch_times_s``: wall seconds of each epoch's training pass (device-synchronised).
+    ``peak_memory_bytes``: peak accelerator memory (``memory_kind`` "cuda") or peak host RSS
+    (``memory_kind`` "host_rss").
+    """
+
+    model: str
+    nhot: int
+    split: str
+    seed: int
+    epochs: int
+    status: str = "ok"                      # "ok" | "failed"
+    error: str | None = None
+    acc_honest: float | None = None
+    acc_optimistic: float | None = None
+    best_val_epoch: int | None = None
+    best_test_epoch: int | None = None
+    val_acc: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    per_class_acc: dict[str, float | None] = field(default_factory=dict)   # emotion -> acc
+    acc_by_complexity: dict[str, float | None] = field(default_factory=dict)  # "1".."8" -> acc
+    count_by_complexity: dict[str, int] = field(default_factory=dict)  # "1".."8" -> images
+    kl_mean: float | None = None            # mean KL(true || predicted), nats, at best_val_epoch
+    epoch_times_s: list[float] = field(default_factory=list)
+    train_images_per_s: float | None = None
+    eval_images_per_s: float | None = None
+    peak_memory_bytes: int | None = None
+    memory_kind: str | None = None
+    params: int | None = None
+    device: str = "cpu"
+    device_name: str = ""
+    n_train: int = 0
+    n_val: int = 0
+    n_test: int = 0
+    test_predictions: str = ""
+    test_correct: str = ""
+    dataset_label: str = ""                 # "ferplus" | "synthetic"
+    dataset_fingerprint: str = ""
+    split_fingerprint: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    config_hash: str = ""
+    profile: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    started_at: str = ""                    # ISO 8601 UTC
+    finished_at: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def cell_id(self) -> str:
+        """Readable id, e.g. ``vgg16-n3-complex-s0``."""
+        return f"{self.model}-n{self.nhot}-{self.split}-s{self.seed}"
+
+    def predictions(self) -> np.ndarray:
+        """Predicted class per test image, uint8 [n_test]."""
+        return decode_uint8(self.test_predictions)
+
+    def correct(self) -> np.ndarray:
+        """Tie-aware correctness per test image, bool [n_test]."""
+        return decode_bool(self.test_correct, self.n_test)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CellRecord:
+        """Build from ``to_dict`` output; raises ValueError on a missing field or wrong schema."""
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ValueError(
+                f"record schema_version {data.get('schema_version')!r} != {SCHEMA_VERSION}"
+            )
+        names = {f.name for f in fields(cls)}
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise ValueError(f"record is missing fields: {missing}")
+        return cls(**{k: v for k, v in data.items() if k in names})
