@@ -1,0 +1,101 @@
+"""Train / validation / test splits of a ``CleanDataset`` (SPEC "Data", report 3.3.2).
+
+The algorithm, fixed so any implementation following it gets the same indices for a seed
+(all randomness is numpy ``default_rng`` / PCG64, over canonical-order indices 0..M-1):
+
+* ``ordinary``: ``n_test = round(0.1 * M)``; ``test = default_rng(seed).permutation(M)[:n_test]``.
+* ``complex``: the pool is the images with complexity X > 3 (ascending index order);
+  ``test = default_rng(seed).permutation(pool)[:n_test]`` with the same ``n_test`` as
+  ``ordinary``; if the pool holds fewer, all of it is the test set and a warning is issued.
+  Train = every other image, leftover complex ones included.
+* ``official``: train = Training, val = PublicTest, test = PrivateTest (no carving).
+* Validation (ordinary / complex): ``n_val = round(val_fraction * len(train))`` drawn as
+  ``default_rng([seed, VAL_STREAM]).permutation(train)[:n_val]`` where ``train`` is the
+  sorted non-test indices. A separate stream, so the test draw never shifts it.
+
+Python's ``round`` (half to even) is used for both sizes. All arrays are sorted int64.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+
+import numpy as np
+
+from fer_bench.data.schema import USAGES, CleanDataset, Split
+from fer_bench.errors import DataError
+
+SPLIT_NAMES: tuple[str, ...] = ("ordinary", "complex", "official")
+#: Share of the cleaned images in the ordinary (and complex) test set.
+TEST_FRACTION = 0.1
+#: Images with complexity above this are "complex" (report 3.3.2).
+COMPLEX_MIN_EXCLUSIVE = 3
+#: Second entropy word of the validation stream: ``default_rng([seed, VAL_STREAM])``.
+VAL_STREAM = 1
+
+
+def split_fingerprint(name: str, train: np.ndarray, val: np.ndarray, test: np.ndarray) -> str:
+    """16 hex chars of sha256 over the split name and its three index arrays (int64 LE)."""
+    digest = hashlib.sha256(name.encode("utf-8"))
+    for part in (train, val, test):
+        digest.update(b"\0")
+        digest.update(np.ascontiguousarray(part, dtype="<i8").tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _carve_validation(train: np.ndarray, seed: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    n_val = round(val_fraction * len(train))
+    val = np.random.default_rng([seed, VAL_STREAM]).permutation(train)[:n_val]
+    val = np.sort(val)
+    return np.setdiff1d(train, val, assume_unique=True), val
+
+
+def _test_indices(data: CleanDataset, name: str, seed: int) -> np.ndarray:
+    m = len(data)
+    n_test = round(TEST_FRACTION * m)
+    if name == "ordinary":
+        return np.random.default_rng(seed).permutation(m)[:n_test]
+    pool = np.flatnonzero(data.complexity > COMPLEX_MIN_EXCLUSIVE)
+    if len(pool) < n_test:
+        warnings.warn(
+            f"complex split: only {len(pool)} images with X > {COMPLEX_MIN_EXCLUSIVE} "
+            f"(wanted {n_test}); the test set is all of them",
+            stacklevel=3,
+        )
+        return pool
+    return np.random.default_rng(seed).permutation(pool)[:n_test]
+
+
+def make_split(data: CleanDataset, name: str, seed: int, val_fraction: float = 0.1) -> Split:
+    """Split ``data`` by the documented algorithm above; deterministic per ``seed``.
+
+    ``name`` in ``SPLIT_NAMES``; ``seed`` a non-negative int; ``val_fraction`` in [0, 1)
+    (ignored by ``official``, whose validation set is PublicTest). Returns a ``Split`` of
+    sorted, disjoint int64 index arrays into ``data`` that together cover all of it.
+    """
+    if name not in SPLIT_NAMES:
+        raise ValueError(f"unknown split {name!r}; valid names: {', '.join(SPLIT_NAMES)}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"split seed must be a non-negative int, got {seed!r}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    seed = int(seed)
+    m = len(data)
+    if name == "official":
+        usage = np.asarray(data.usage)
+        train, val, test = (np.flatnonzero(usage == USAGES.index(u)) for u in USAGES)
+    else:
+        test = np.sort(_test_indices(data, name, seed))
+        rest = np.setdiff1d(np.arange(m), test, assume_unique=True)
+        train, val = _carve_validation(rest, seed, val_fraction)
+    if len(test) == 0 or len(train) == 0:
+        raise DataError(
+            f"{data.raw_report.path}: split {name!r} of {m} images leaves "
+            f"{len(train)} training and {len(test)} test images"
+        )
+    train, val, test = (np.asarray(a, dtype=np.int64) for a in (train, val, test))
+    return Split(
+        name=name, seed=seed, train=train, val=val, test=test,
+        fingerprint=split_fingerprint(name, train, val, test),
+    )

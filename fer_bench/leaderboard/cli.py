@@ -1,0 +1,47 @@
+"""``fer-bench leaderboard RESULTS.json [MORE.json ...] [--out leaderboard/] [--no-write]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from fer_bench.errors import DataError
+from fer_bench.leaderboard.load import load_results
+from fer_bench.leaderboard.markdown import write_markdown
+from fer_bench.leaderboard.plots import plot_accuracy_by_complexity, plot_accuracy_vs_n
+from fer_bench.leaderboard.table import print_terminal_tables
+
+ACCURACY_VS_N_PNG = "accuracy_vs_n.png"
+ACCURACY_BY_COMPLEXITY_PNG = "accuracy_by_complexity.png"
+MERGED_JSON = "results.json"
+
+
+def leaderboard_command(args: argparse.Namespace, console: Console | None = None) -> int:
+    """Draw the terminal tables; unless ``args.no_write``, write into ``args.out``:
+    README.md, the two PNGs and ``results.json`` (the merged input). Returns 0.
+
+    ``args``: ``results`` (list of paths), ``out`` (folder), ``no_write`` (bool).
+    Raises DataError for unreadable input or when no fer_bench cell is found.
+    """
+    loaded = load_results(args.results)
+    if not loaded.records:
+        raise DataError(f"no fer_bench cells (extra_info.fer_bench) in {', '.join(map(str, args.results))}")
+    console = console or Console()
+    print_terminal_tables(loaded.records, console=console, provenance=loaded.provenance)
+    if getattr(args, "no_write", False):
+        return 0
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    plot_accuracy_vs_n(loaded.records, out / ACCURACY_VS_N_PNG, loaded.provenance)
+    plot_accuracy_by_complexity(loaded.records, out / ACCURACY_BY_COMPLEXITY_PNG, loaded.provenance)
+    merged = out / MERGED_JSON
+    tmp = merged.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(loaded.merged_document(), indent=2), encoding="utf-8")
+    tmp.replace(merged)
+    readme = write_markdown(loaded.records, loaded.provenance, out,
+                            plots=[ACCURACY_VS_N_PNG, ACCURACY_BY_COMPLEXITY_PNG])
+    console.print(f"wrote {readme}, {out / ACCURACY_VS_N_PNG}, {out / ACCURACY_BY_COMPLEXITY_PNG}, {merged}")
+    return 0

@@ -1,0 +1,195 @@
+"""The published leaderboard: ``<out>/README.md`` rendered from the same tables as the terminal.
+
+Safety: every text that comes from a results file (model names, commands, versions,
+device names, ...) goes through ``escape_markdown`` so it can neither break a table row
+nor inject HTML or markdown links/emphasis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+
+from fer_bench.leaderboard.stats import mean_ci
+from fer_bench.leaderboard.table import (
+    BEST_COLUMN,
+    MISSING,
+    TEST_COLUMN,
+    build_tables,
+    format_accuracy,
+    nhot_column,
+    run_labels,
+    split_columns,
+    table_title,
+)
+from fer_bench.record import CellRecord
+
+_ESCAPES = {
+    "&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "`": "&#96;", "*": "&#42;",
+    "_": "&#95;", "[": "&#91;", "]": "&#93;", "\\": "&#92;", "\r": " ", "\n": " ",
+}
+
+#: SPEC "Numbers the study reports" (report sections 4-5; Barsoum et al. 2016).
+STUDY_8HOT_ORDINARY = {"vgg16": 86.06, "ran": 86.82, "dan": 88.51, "mten": 88.60}
+STUDY_ROWS = (
+    ("ordinary test, 8-hot, VGG16 (Base+Flip+Rotate ±20, MSE)", "86.06%"),
+    ("ordinary test, 8-hot, RAN", "86.82%"),
+    ("ordinary test, 8-hot, DAN", "88.51%"),
+    ("ordinary test, 8-hot, MTEN", "88.60%"),
+    ("multi-label (N-hot) vs 1-hot", "+2 to +4 points per model; gains mostly from N=1 to 3, flat above 3"),
+    ("complex test vs ordinary test", "about 20 points lower"),
+    ("complex test, 1-hot, VGG16", "~55%"),
+    ("complex test, 1-hot, RAN / DAN / MTEN", "65-70%"),
+    ("Barsoum et al. 2016, VGG13, official split, 5 runs: majority voting", "83.85 ± 0.63%"),
+    ("Barsoum et al. 2016: multi-label", "83.97 ± 0.36%"),
+    ("Barsoum et al. 2016: probabilistic label drawing", "84.99 ± 0.37%"),
+    ("Barsoum et al. 2016: cross-entropy loss", "84.72 ± 0.24%"),
+    ("best published official-split accuracy found (POSTER, 2023)", "91.62%"),
+)
+
+HONEST_NOTE = (
+    "**Honest vs optimistic.** *Honest* accuracy is the test accuracy at the epoch with the "
+    "best accuracy on a validation slice carved from the training set, so the test set never "
+    "chooses the model. *Optimistic* accuracy is the highest test accuracy over all epochs, the "
+    "figure the study reports; it is biased upwards and is shown only for comparison with the "
+    "study. Accuracy is tie-aware: a prediction is correct when it is one of the emotions holding "
+    "the largest vote share."
+)
+
+STATS_NOTE = (
+    "Cells: mean ± half-width of the two-sided 95% t confidence interval over seeds (no "
+    "interval with one seed). **Bold** = best N of the row (highest mean honest accuracy; ties "
+    "go to the smaller N). Gain = best N's mean minus 1-hot's mean, in percentage points. "
+    "p: paired t-test over seeds when 3 or more seeds pair up; with 2 seeds no test is run "
+    "(shown as n<3); with one seed McNemar's test on the per-image correctness of the two cells "
+    "(exact binomial test when fewer than 25 images disagree, chi-square with continuity "
+    "correction otherwise). Failed cells are shown as failed and never averaged. Costs: median "
+    "epoch time over every epoch of the row, median training images/s, peak memory (cuda = "
+    "accelerator, host_rss = host resident memory), parameters in millions."
+)
+
+
+def escape_markdown(text: Any) -> str:
+    """Text -> markdown-inert text: HTML entities for ``& < > | ` * _ [ ] \\``, newlines -> spaces."""
+    return "".join(_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def frame_to_markdown(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
+    """``columns`` (default all) of a ``build_tables`` frame -> a GitHub markdown table,
+    the best N cell in bold."""
+    columns = list(frame.columns if columns is None else columns)
+    header = [escape_markdown(frame.index.name or "")] + [escape_markdown(c) for c in columns]
+    align = ["---" if column == TEST_COLUMN else "---:" for column in columns]
+    lines = [_markdown_row(header), _markdown_row(["---", *align])]
+    for label, row in frame.iterrows():
+        best = row[BEST_COLUMN]
+        best_column = nhot_column(int(best)) if best != MISSING else None
+        cells = [escape_markdown(label)]
+        for column in columns:
+            text = escape_markdown(row[column])
+            cells.append(f"**{text}**" if column == best_column else text)
+        lines.append(_markdown_row(cells))
+    return "\n".join(lines)
+
+
+def _study_comparison(records: Sequence[CellRecord]) -> str:
+    """The study's 8-hot ordinary figures beside ours for the models both have (by name)."""
+    lines = [_markdown_row(["model", "study: ordinary, 8-hot (optimistic)",
+                            "fer_bench: ordinary, 8-hot, optimistic",
+                            "fer_bench: ordinary, 8-hot, honest"]),
+             _markdown_row(["---", "---:", "---:", "---:"])]
+    for model, study in STUDY_8HOT_ORDINARY.items():
+        ours = [r for r in records if r.split == "ordinary" and r.nhot == 8
+                and r.status == "ok" and r.model.lower() == model and r.acc_honest is not None]
+        if not ours:
+            lines.append(_markdown_row([model.upper(), f"{study:.2f}", "not run", "not run"]))
+            continue
+        optimistic = [r.acc_optimistic for r in ours if r.acc_optimistic is not None]
+        ours_optimistic = format_accuracy(*mean_ci(optimistic)) if optimistic else MISSING
+        ours_honest = format_accuracy(*mean_ci([r.acc_honest for r in ours]))
+        lines.append(_markdown_row([model.upper(), f"{study:.2f}", ours_optimistic, ours_honest]))
+    return "\n".join(lines)
+
+
+def _provenance_lines(records: Sequence[CellRecord],
+                      provenance: Sequence[Mapping[str, Any]]) -> list[str]:
+    epochs = sorted({r.epochs for r in records})
+    devices = sorted({f"{r.device} {r.device_name}".strip() for r in records})
+    lines = [f"- epochs per cell: {escape_markdown(', '.join(map(str, epochs)) or MISSING)}",
+             f"- devices of the cells: {escape_markdown('; '.join(devices) or MISSING)}",
+             f"- cells: {len(records)} ({sum(r.status != 'ok' for r in records)} failed)"]
+    for source in provenance:
+        block = source.get("fer_bench") or {}
+        versions = block.get("versions") or {}
+        version_text = ", ".join(f"{k} {v}" for k, v in sorted(versions.items())) if isinstance(versions, dict) else str(versions)
+        commit = (source.get("commit_info") or {}).get("id", "")
+        lines += [
+            f"- results file: {escape_markdown(Path(str(source.get('path', ''))).name)}",
+            f"  - data: {escape_markdown(block.get('data_label', MISSING))}, fingerprint "
+            f"{escape_markdown(block.get('dataset_fingerprint', MISSING))}",
+            f"  - profile: {escape_markdown(block.get('profile', MISSING))}; "
+            f"shard: {escape_markdown(block.get('shard') or 'all')}; "
+            f"device: {escape_markdown(block.get('device', MISSING))}; "
+            f"date: {escape_markdown(block.get('date') or source.get('datetime') or MISSING)}",
+            f"  - command: {escape_markdown(block.get('command', MISSING))}",
+            f"  - versions: {escape_markdown(version_text or MISSING)}; pytest-benchmark "
+            f"{escape_markdown(source.get('version') or MISSING)}; commit {escape_markdown(commit or MISSING)}",
+            f"  - cells: {source.get('n_cells', 0)} ({source.get('n_from_store', 0)} reused from the result store)",
+        ]
+    return lines
+
+
+def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, Any]],
+                    study_numbers: bool = True, plots: Sequence[str] = ()) -> str:
+    """The whole leaderboard page as markdown text.
+
+    ``provenance``: the per-file dicts of ``LoadedResults.provenance``; ``plots``: file
+    names (relative to the page) of images to embed; ``study_numbers``: add the study's own
+    figures in a separate, labelled section.
+    """
+    data_label, profile = run_labels(records, provenance)
+    frames = build_tables(records)
+    parts = ["# fer_bench leaderboard", ""]
+    if "ferplus" not in data_label:
+        parts += [f"> **Data: {escape_markdown(data_label)}, not FERPlus.** These numbers test the "
+                  "pipeline; they say nothing about how the models do on real faces.", ""]
+    if "smoke" in profile:
+        parts += ["> **Profile: smoke.** Few epochs on a small slice; not comparable with the study.", ""]
+    parts += [HONEST_NOTE, "", STATS_NOTE, ""]
+    for split, frame in frames.items():
+        accuracy_columns, cost_columns = split_columns(frame)
+        parts += [f"## {escape_markdown(table_title(split, data_label, profile))}", "",
+                  frame_to_markdown(frame, accuracy_columns), "",
+                  f"### {escape_markdown(split)} split: cost", "",
+                  frame_to_markdown(frame, cost_columns), ""]
+    for name in plots:
+        parts += [f"![{escape_markdown(Path(name).stem.replace('_', ' '))}]({quote(name)})", ""]
+    if study_numbers:
+        parts += ["## The study's numbers (reported by the study, not measured here)", "",
+                  "From the N-hot FER report (sections 4-5) and Barsoum et al. 2016. The study "
+                  "reports the highest test accuracy over epochs (our *optimistic* figure), with "
+                  "its own training set-up; our runs may differ in epochs, augmentation and data.", "",
+                  _markdown_row(["what (the study)", "reported"]), _markdown_row(["---", "---"])]
+        parts += [_markdown_row([escape_markdown(what), escape_markdown(value)]) for what, value in STUDY_ROWS]
+        parts += ["", "### The study beside fer_bench (ordinary split, 8-hot)", "",
+                  _study_comparison(records), ""]
+    parts += ["## Provenance", "", *_provenance_lines(records, provenance), ""]
+    return "\n".join(parts)
+
+
+def write_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, Any]],
+                   out_dir: str | Path, plots: Sequence[str] = ()) -> Path:
+    """Write ``<out_dir>/README.md`` (creating the folder) and return its path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "README.md"
+    path.write_text(render_markdown(records, provenance, plots=plots), encoding="utf-8")
+    return path

@@ -1,0 +1,120 @@
+"""Leaderboard plots (matplotlib, Agg backend: no display needed).
+
+* ``plot_accuracy_vs_n``: honest accuracy against N per model, ordinary solid, complex
+  dashed, official dotted, with 95% CI bands where a cell has >= 2 seeds (report Fig. 28/29).
+* ``plot_accuracy_by_complexity``: one panel per split; grouped bars of honest accuracy by
+  complexity level X (number of emotions holding votes), each model at its best N on that
+  split, error bars = 95% CI over seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+
+from fer_bench.leaderboard.stats import mean_ci, summarize  # noqa: E402
+from fer_bench.leaderboard.table import run_labels  # noqa: E402
+from fer_bench.record import CellRecord  # noqa: E402
+
+SPLIT_STYLES = {"ordinary": "-", "complex": "--", "official": ":"}
+
+
+def _colors(labels: Sequence[str]) -> dict[str, Any]:
+    cmap = plt.get_cmap("tab10")
+    return {label: cmap(i % 10) for i, label in enumerate(sorted(set(labels)))}
+
+
+def _subtitle(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, Any]]) -> str:
+    data_label, profile = run_labels(records, provenance)
+    data = data_label if "ferplus" in data_label else f"{data_label.upper()} (not FERPlus)"
+    return f"data: {data}, profile: {profile}"
+
+
+def plot_accuracy_vs_n(records: Sequence[CellRecord], path: str | Path,
+                       provenance: Sequence[Mapping[str, Any]] = ()) -> Path:
+    """Write a PNG of mean honest accuracy (%) against N per model and split; return its path."""
+    tables = summarize(records)
+    colors = _colors([row.label for rows in tables.values() for row in rows])
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=100)
+    for split, rows in tables.items():
+        style = SPLIT_STYLES.get(split, "-.")
+        for row in rows:
+            cells = [c for c in row.cells.values() if not c.failed]
+            if not cells:
+                continue
+            n_values = np.array([c.nhot for c in cells])
+            means = np.array([100 * c.mean for c in cells])
+            ax.plot(n_values, means, style, marker="o", color=colors[row.label],
+                    label=f"{row.label} ({split})")
+            half = np.array([np.nan if c.half_width is None else 100 * c.half_width for c in cells])
+            if np.isfinite(half).any():
+                ax.fill_between(n_values, means - half, means + half, color=colors[row.label],
+                                alpha=0.15, linewidth=0)
+    ax.set_xlabel("N (N-hot training labels)")
+    ax.set_ylabel("honest test accuracy (%)")
+    all_n = [n for rows in tables.values() for row in rows for n in row.cells]
+    ax.set_xticks(range(min(all_n, default=1), max(all_n, default=8) + 1))
+    ax.grid(alpha=0.3)
+    ax.set_title("Honest test accuracy vs N (solid: ordinary, dashed: complex; "
+                 "bands: 95% CI over seeds)\n" + _subtitle(records, provenance), fontsize=10)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_accuracy_by_complexity(records: Sequence[CellRecord], path: str | Path,
+                                provenance: Sequence[Mapping[str, Any]] = ()) -> Path:
+    """Write a PNG of honest accuracy (%) by complexity level X, each model at its best N."""
+    tables = summarize(records)
+    colors = _colors([row.label for rows in tables.values() for row in rows])
+    n_panels = max(len(tables), 1)
+    fig, axes = plt.subplots(1, n_panels, figsize=(max(9, 6 * n_panels), 5.5), dpi=100,
+                             squeeze=False)
+    for ax, (split, rows) in zip(axes[0], tables.items(), strict=False):
+        best_rows = [row for row in rows if row.best_n is not None]
+        counts: dict[int, list[int]] = {}
+        for row in best_rows:
+            for record in row.cells[row.best_n].ok.values():
+                for level, count in record.count_by_complexity.items():
+                    counts.setdefault(int(level), []).append(int(count))
+        levels = sorted(level for level, values in counts.items() if max(values) > 0)
+        width = 0.8 / max(len(best_rows), 1)
+        for i, row in enumerate(best_rows):
+            ok = row.cells[row.best_n].ok.values()
+            heights, errors = [], []
+            for level in levels:
+                values = [r.acc_by_complexity.get(str(level)) for r in ok]
+                values = [100 * v for v in values if v is not None]
+                mean, half = mean_ci(values) if values else (np.nan, None)
+                heights.append(mean)
+                errors.append(0.0 if half is None else half)
+            offsets = np.arange(len(levels)) + (i - (len(best_rows) - 1) / 2) * width
+            ax.bar(offsets, heights, width, yerr=errors if any(errors) else None, capsize=2, color=colors[row.label],
+                   label=f"{row.label} (N={row.best_n})")
+        ax.set_xticks(np.arange(len(levels)),
+                      [f"X={lv}\nn={int(np.median(counts[lv]))}" for lv in levels], fontsize=8)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("honest test accuracy (%)")
+        ax.set_title(f"{split} split", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Honest test accuracy by complexity X (number of emotions with votes)\n"
+                 "each model at its best N on the split; error bars: 95% CI over seeds; "
+                 "n = test images\n" + _subtitle(records, provenance), fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    plt.close(fig)
+    return out

@@ -1,0 +1,120 @@
+"""Batched tensor augmentation (SPEC "Augmentation", report 4.3.1) and model-input conversion.
+
+Static sets append transformed copies of every training image with the same target, once
+per cell, on the device the images live on (no PIL, no per-image Python loop):
+
+=============  =========================================================  ======
+name           copies                                                     size
+=============  =========================================================  ======
+none           Base                                                        1x
+flip           Base + Flip (horizontal mirror)                             2x
+flip_rot<T>    Base + Flip + Rotate +T + Rotate -T  (T in 10/20/30/40)     4x
+flip_rr        Base + Flip + Rotate +a_i + Rotate -b_i, a_i, b_i ~ U[10,30] 4x
+=============  =========================================================  ======
+
+Positive angles rotate counter-clockwise as the image is displayed. Rotation samples
+bilinearly and fills the corners from the nearest border pixel (like Keras' default
+``fill_mode="nearest"``), so no black wedges appear. "flip_rot20" is the report's best.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: Augmentation name -> multiple of the training set size it produces.
+AUGMENTATIONS: dict[str, int] = {
+    "none": 1,
+    "flip": 2,
+    "flip_rot10": 4,
+    "flip_rot20": 4,
+    "flip_rot30": 4,
+    "flip_rot40": 4,
+    "flip_rr": 4,
+}
+RANDOM_ANGLE_RANGE_DEG = (10.0, 30.0)
+#: Images rotated per grid_sample call: bounds the float32 working memory (~40 MB at 48x48).
+ROTATE_CHUNK = 4096
+
+
+def check_augmentation(name: str) -> None:
+    """Raise ValueError naming the valid sets when ``name`` is not one of them."""
+    if name not in AUGMENTATIONS:
+        raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
+
+
+def hflip(images: torch.Tensor) -> torch.Tensor:
+    """Horizontal mirror of uint8 [T, H, W] images."""
+    return torch.flip(images, dims=[-1])
+
+
+def rotate(images: torch.Tensor, angles_deg: torch.Tensor | float, chunk: int = ROTATE_CHUNK) -> torch.Tensor:
+    """Rotate uint8 [T, H, W] images about their centre; returns uint8 [T, H, W].
+
+    ``angles_deg`` is one angle or a float tensor [T] (degrees, counter-clockwise positive).
+    Works in chunks of ``chunk`` images to bound memory.
+    """
+    count, height, width = images.shape
+    angles = torch.as_tensor(angles_deg, dtype=torch.float32, device=images.device)
+    angles = angles.expand(count) if angles.ndim == 0 else angles
+    out = torch.empty_like(images)
+    for start in range(0, count, chunk):
+        stop = min(start + chunk, count)
+        rad = angles[start:stop] * (math.pi / 180.0)
+        cos, sin = torch.cos(rad), torch.sin(rad)
+        # affine_grid maps output coordinates to input coordinates (x right, y down, both in
+        # [-1, 1]); sampling at R(+a) . p turns the picture by a counter-clockwise on screen.
+        theta = torch.zeros(stop - start, 2, 3, device=images.device)
+        theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
+        theta[:, 1, 0], theta[:, 1, 1] = sin, cos
+        # On non-square images the normalised coordinates are anisotropic; correct for it.
+        theta[:, 0, 1] *= height / width
+        theta[:, 1, 0] *= width / height
+        batch = images[start:stop].unsqueeze(1).float()
+        grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+        rotated = F.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        out[start:stop] = rotated.squeeze(1).round_().clamp_(0, 255).to(torch.uint8)
+    return out
+
+
+def expand_static(
+    images: torch.Tensor, targets: torch.Tensor, name: str, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Append the transformed copies of augmentation set ``name`` (see module docstring).
+
+    images uint8 [T, H, W], targets [T, C] -> images [k*T, H, W], targets [k*T, C] with
+    k = ``AUGMENTATIONS[name]``; block order Base, Flip, Rotate +, Rotate -. ``seed`` only
+    matters for "flip_rr" (numpy ``default_rng(seed)`` draws the angles).
+    """
+    check_augmentation(name)
+    if name == "none":
+        return images, targets
+    blocks = [images, hflip(images)]
+    if name.startswith("flip_rot"):
+        angle = float(name.removeprefix("flip_rot"))
+        blocks += [rotate(images, angle), rotate(images, -angle)]
+    elif name == "flip_rr":
+        low, high = RANDOM_ANGLE_RANGE_DEG
+        angles = np.random.default_rng(seed).uniform(low, high, size=(2, images.shape[0]))
+        angles_t = torch.from_numpy(angles.astype(np.float32)).to(images.device)
+        blocks += [rotate(images, angles_t[0]), rotate(images, -angles_t[1])]
+    return torch.cat(blocks), targets.repeat(len(blocks), 1)
+
+
+def to_model_input(batch: torch.Tensor, input_size: int, channels_last: bool = False) -> torch.Tensor:
+    """uint8 [B, H, W] -> float32 [B, 1, S, S] in [0, 1], S = ``input_size``.
+
+    Resizes bilinearly (antialiased when shrinking) when S != H, e.g. 224 for DAN.
+    ``channels_last`` returns that memory format (faster convolutions on CUDA).
+    """
+    x = batch.unsqueeze(1).float().div_(255.0)
+    if x.shape[-1] != input_size or x.shape[-2] != input_size:
+        shrink = input_size < x.shape[-1]
+        x = F.interpolate(x, size=(input_size, input_size), mode="bilinear",
+                          align_corners=False, antialias=shrink).clamp_(0.0, 1.0)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x

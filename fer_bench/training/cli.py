@@ -1,0 +1,104 @@
+"""``fer-bench run``: train and evaluate one cell, or show it from the result store."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from fer_bench.record import CellRecord
+from fer_bench.training.runner import EpochReport
+
+MIB = 1024 * 1024
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100.0 * value:.2f}%"
+
+
+def _epoch_line(report: EpochReport) -> str:
+    return (f"epoch {report.epoch}/{report.epochs}  train {report.train_seconds:.1f}s  "
+            f"loss {report.train_loss:.4f}  val {_percent(report.val_acc)}  "
+            f"test {_percent(report.test_acc)}")
+
+
+def _dataset_text(record: CellRecord) -> str:
+    if record.dataset_label == "synthetic":
+        return "SYNTHETIC (procedural faces, not FERPlus: numbers say nothing about FER)"
+    return record.dataset_label
+
+
+def record_table(record: CellRecord, store_path: str, from_store: bool) -> Table:
+    """A two-column rich table of one cell record."""
+    title = f"{record.cell_id}  ({'from store' if from_store else 'trained now'})"
+    table = Table(title=title, show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    rows: list[tuple[str, str]] = [("status", record.status)]
+    if record.error:
+        rows.append(("error", record.error))
+    rows += [
+        ("dataset", _dataset_text(record)),
+        ("images train / val / test", f"{record.n_train} / {record.n_val} / {record.n_test}"),
+        ("accuracy (honest: best-val epoch)",
+         f"{_percent(record.acc_honest)}  (epoch {record.best_val_epoch})"),
+        ("accuracy (optimistic: best test epoch)",
+         f"{_percent(record.acc_optimistic)}  (epoch {record.best_test_epoch})"),
+        ("val accuracy per epoch", "  ".join(_percent(v) for v in record.val_acc) or "-"),
+        ("test accuracy per epoch", "  ".join(_percent(v) for v in record.test_acc) or "-"),
+        ("per class", "  ".join(f"{k} {_percent(v)}" for k, v in record.per_class_acc.items()) or "-"),
+        ("by complexity X", "  ".join(f"{k}:{_percent(v)} (n={record.count_by_complexity.get(k, 0)})"
+                                      for k, v in record.acc_by_complexity.items() if v is not None) or "-"),
+        ("mean KL(true || pred)", "-" if record.kl_mean is None else f"{record.kl_mean:.4f} nats"),
+        ("epoch times", "  ".join(f"{s:.1f}s" for s in record.epoch_times_s) or "-"),
+        ("train images/s", "-" if record.train_images_per_s is None else f"{record.train_images_per_s:,.0f}"),
+        ("eval images/s", "-" if record.eval_images_per_s is None else f"{record.eval_images_per_s:,.0f}"),
+        ("peak memory", "-" if record.peak_memory_bytes is None
+         else f"{record.peak_memory_bytes / MIB:,.1f} MiB ({record.memory_kind})"),
+        ("parameters", "-" if record.params is None else f"{record.params:,}"),
+        ("device", f"{record.device} ({record.device_name})"),
+        ("config", " ".join(f"{k}={v}" for k, v in record.config.items())),
+        ("store", store_path + ("  (from store)" if from_store else "")),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def run_command(args: Any) -> int:
+    """Run ``fer-bench run``; returns 0 when the cell is ok, 1 when it failed."""
+    from fer_bench.data.cache import load_dataset
+    from fer_bench.data.clean import clean
+    from fer_bench.registry import get_model
+    from fer_bench.store import ResultStore
+    from fer_bench.tasks import Task
+    from fer_bench.training.runner import default_device, get_or_run_cell, resolve_config
+
+    # Progress goes to stderr so that --json output on stdout stays parseable.
+    console = Console(stderr=args.json)
+    spec = get_model(args.model)
+    config = resolve_config(spec, epochs=args.epochs)
+    task = Task(nhot=args.nhot, split=args.split, seed=args.seed)
+    device = args.device or default_device()
+    store = ResultStore(args.results)
+    raw = load_dataset(args.data, format=args.format, labels=args.labels)
+    data = clean(raw)
+    console.print(f"{spec.name} {task.id} on {data.label} ({len(data)} images), device {device}, "
+                  f"config {config.digest()}")
+
+    def on_epoch(report: EpochReport) -> None:
+        console.print(_epoch_line(report), highlight=False)
+
+    record, from_store = get_or_run_cell(store, spec, data, task, config, device=device,
+                                         rerun=args.rerun, on_epoch=on_epoch)
+    key = store.key(spec.name, task.nhot, task.split, task.seed, config, data.fingerprint)
+    store_path = str(store.path(key))
+    if args.json:
+        payload = {"record": record.to_dict(), "store_path": store_path, "from_store": from_store}
+        sys.stdout.write(json.dumps(payload, indent=1) + "\n")
+    else:
+        console.print(record_table(record, store_path, from_store))
+    return 0 if record.status == "ok" else 1

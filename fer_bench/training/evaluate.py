@@ -1,0 +1,66 @@
+"""Batched inference and the test summary of a cell's selected epoch."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager, nullcontext
+import numpy as np
+import torch
+
+from fer_bench import metrics
+from fer_bench.record import CellRecord, encode_bool, encode_uint8
+from fer_bench.registry import logits_of
+from fer_bench.training.augment import to_model_input
+from fer_bench.training.device import synchronized_time
+
+#: Evaluation batches hold about this many input pixels (1024 images at 48x48).
+EVAL_PIXELS = 1024 * 48 * 48
+
+
+def autocast_for(device: torch.device, amp: bool) -> AbstractContextManager:
+    """bf16 autocast on CUDA when ``amp``; nothing on CPU (CPU trains in float32)."""
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def eval_batch_size(input_size: int, train_batch_size: int) -> int:
+    """A large inference batch: ``EVAL_PIXELS`` worth of images, at least the training batch."""
+    return max(train_batch_size, EVAL_PIXELS // (input_size * input_size))
+
+
+@torch.no_grad()
+def predict(
+    model: torch.nn.Module, images: torch.Tensor, *, input_size: int, batch_size: int,
+    channels_last: bool, amp: bool,
+) -> tuple[torch.Tensor, float]:
+    """Softmax probabilities float32 [M, C] (on the images' device) and wall seconds.
+
+    images uint8 [M, H, W]. The model is put in eval mode and left there.
+    """
+    device = images.device
+    model.eval()
+    start = synchronized_time(device)
+    chunks = []
+    for first in range(0, images.shape[0], batch_size):
+        x = to_model_input(images[first:first + batch_size], input_size, channels_last)
+        with autocast_for(device, amp):
+            logits = logits_of(model(x))
+        chunks.append(torch.softmax(logits.float(), dim=1))
+    probs = torch.cat(chunks)
+    return probs, synchronized_time(device) - start
+
+
+def fill_test_summary(
+    record: CellRecord, test_probs: torch.Tensor, test_dist: torch.Tensor, test_complexity: torch.Tensor
+) -> None:
+    """Write the selected epoch's test figures into ``record``: per-class and per-complexity
+    accuracy, mean KL(true || predicted), predictions and tie-aware correctness per image."""
+    probs = test_probs.float().cpu().numpy()
+    dist = test_dist.cpu().numpy()
+    record.per_class_acc = metrics.per_class_accuracy(probs, dist)
+    record.acc_by_complexity, record.count_by_complexity = metrics.accuracy_by_complexity(
+        probs, dist, test_complexity.cpu().numpy()
+    )
+    record.kl_mean = metrics.mean_kl_divergence(probs, dist)
+    record.test_predictions = encode_uint8(probs.argmax(axis=1).astype(np.uint8))
+    record.test_correct = encode_bool(metrics.tie_aware_correct(probs, dist))

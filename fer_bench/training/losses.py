@@ -1,0 +1,117 @@
+"""The ten loss functions of SPEC "Loss functions" (report 4.3.3).
+
+Every loss takes logits [B, C] and targets [B, C] (rows are label distributions summing
+to 1) and returns a scalar: the batch mean of a per-image loss. As in the study (Keras
+losses on a softmax output layer), all but the cross-entropy family act on
+``p = softmax(logits)``; the cross-entropy family uses ``log_softmax`` for stability.
+Losses compute in float32 even under bf16 autocast.
+
+"pld" (probabilistic label drawing) is cross-entropy against a one-hot target drawn, each
+epoch, from every image's distribution: the runner calls ``draw_one_hot`` once per epoch
+when ``Loss.draws_targets`` is true.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+EPS = 1e-7  # Keras' epsilon: clips probabilities away from 0 inside logarithms
+
+
+@dataclass(frozen=True)
+class Loss:
+    """A named loss ``(logits [B, C], targets [B, C]) -> scalar``."""
+
+    name: str
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    draws_targets: bool = False   # True for "pld": targets are redrawn one-hot each epoch
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.fn(logits.float(), targets.float())
+
+
+def _probs(logits: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(logits, dim=1)
+
+
+def mse(logits, targets):
+    return (_probs(logits) - targets).pow(2).mean()
+
+
+def mae(logits, targets):
+    return (_probs(logits) - targets).abs().mean()
+
+
+def logcosh(logits, targets):
+    diff = _probs(logits) - targets
+    # log(cosh(x)) = x + softplus(-2x) - log 2, stable for any x
+    return (diff + F.softplus(-2.0 * diff) - math.log(2.0)).mean()
+
+
+def cosine(logits, targets):
+    """Negative cosine similarity (Keras): -1 when p points along the target."""
+    return -F.cosine_similarity(_probs(logits), targets, dim=1, eps=EPS).mean()
+
+
+def cce(logits, targets):
+    """Soft-target categorical cross-entropy: -sum_c t_c log p_c."""
+    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def kld(logits, targets):
+    """KL(t || p) = sum_c t_c (log t_c - log p_c), 0 log 0 = 0."""
+    return (torch.xlogy(targets, targets) - targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def hinge(logits, targets):
+    """Categorical hinge (Keras): max(0, 1 + max_c (1-t_c) p_c - sum_c t_c p_c)."""
+    probs = _probs(logits)
+    positive = (targets * probs).sum(dim=1)
+    negative = ((1.0 - targets) * probs).amax(dim=1)
+    return F.relu(negative - positive + 1.0).mean()
+
+
+def msle(logits, targets):
+    return (torch.log1p(_probs(logits)) - torch.log1p(targets)).pow(2).mean()
+
+
+def poisson(logits, targets):
+    probs = _probs(logits)
+    return (probs - targets * torch.log(probs + EPS)).mean()
+
+
+LOSSES: dict[str, Loss] = {
+    "mse": Loss("mse", mse),
+    "pld": Loss("pld", cce, draws_targets=True),
+    "logcosh": Loss("logcosh", logcosh),
+    "cosine": Loss("cosine", cosine),
+    "cce": Loss("cce", cce),
+    "mae": Loss("mae", mae),
+    "kld": Loss("kld", kld),
+    "hinge": Loss("hinge", hinge),
+    "msle": Loss("msle", msle),
+    "poisson": Loss("poisson", poisson),
+}
+
+
+def get_loss(name: str) -> Loss:
+    """The loss called ``name``; ValueError listing the valid names otherwise."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}") from None
+
+
+def draw_one_hot(targets: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One one-hot row per image, drawn from its distribution (PLD).
+
+    targets float [T, C] (rows sum to 1) -> float [T, C] one-hot, on the same device;
+    ``generator`` (on that device) makes the draw reproducible.
+    """
+    drawn = torch.multinomial(targets.float(), 1, generator=generator).squeeze(1)
+    return F.one_hot(drawn, targets.shape[1]).to(targets.dtype)

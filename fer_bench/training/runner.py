@@ -1,0 +1,285 @@
+"""Train and evaluate one grid cell (model x N-hot x split x seed) -> ``CellRecord``.
+
+The study's recipe (SPEC "Training defaults"): Adam(lr), the configured loss on the
+softmax output, ``epochs`` epochs of ``batch_size`` images with the last partial batch
+dropped, a fresh seeded shuffle each epoch. Everything stays on the device: uint8 images
+are indexed there batch by batch and converted to float just before the forward pass;
+static augmentation is expanded once per cell.
+
+Model selection never looks at the test set: ``acc_honest`` is the test accuracy at the
+epoch with the best validation accuracy (first best on ties); ``acc_optimistic`` is the
+best test accuracy over epochs, the figure the report used.
+
+Model-level failures (a forward that raises or returns the wrong shape, a NaN/inf loss,
+running out of memory) never escape: the cell comes back with ``status="failed"``, the
+message in ``error`` and whatever was measured before. Bad configuration raises.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+
+from fer_bench import metrics
+from fer_bench.config import TrainConfig
+from fer_bench.record import CellRecord
+from fer_bench.errors import ModelError
+from fer_bench.registry import ModelSpec, build_model, check_model_output, logits_of
+from fer_bench.tasks import Task, TaskData, build_task_data
+from fer_bench.training.augment import check_augmentation, expand_static, to_model_input
+from fer_bench.training.device import (
+    default_device, device_name, package_versions, peak_memory, reset_peak_memory,
+    synchronized_time,
+)
+from fer_bench.training.evaluate import (
+    autocast_for, eval_batch_size, fill_test_summary, predict,
+)
+from fer_bench.training.losses import Loss, draw_one_hot, get_loss
+
+__all__ = ["EpochReport", "default_device", "get_or_run_cell", "resolve_config", "run_cell"]
+
+_OOM_ERRORS: tuple[type[BaseException], ...] = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
+_SPEC_CONFIG_FIELDS = ("epochs", "lr", "batch_size", "loss", "augmentation", "input_size")
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What ``on_epoch`` hears after each epoch (``epoch`` is 1-based; accuracies in [0, 1])."""
+
+    epoch: int
+    epochs: int
+    train_seconds: float
+    train_loss: float
+    val_acc: float
+    test_acc: float
+
+
+class _CellFailed(Exception):
+    """A model-level failure: ends the cell with ``status="failed"`` and this message."""
+
+
+def resolve_config(spec: ModelSpec, **overrides: Any) -> TrainConfig:
+    """SPEC defaults < the spec's non-None preferences < non-None ``overrides``.
+
+    Raises ValueError for an unknown loss or augmentation, TypeError for an unknown field.
+    """
+    from_spec = {name: getattr(spec, name) for name in _SPEC_CONFIG_FIELDS}
+    config = TrainConfig().with_overrides(**from_spec).with_overrides(**overrides)
+    get_loss(config.loss)
+    check_augmentation(config.augmentation)
+    if config.epochs < 1 or config.batch_size < 1 or config.input_size < 1:
+        raise ValueError(f"epochs, batch_size and input_size must be >= 1: {config}")
+    return config
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _new_record(spec: ModelSpec, data: TaskData, config: TrainConfig, device: torch.device,
+                profile: str) -> CellRecord:
+    task = data.task
+    return CellRecord(
+        model=spec.name, nhot=task.nhot, split=task.split, seed=task.seed, epochs=config.epochs,
+        device=str(device), device_name=device_name(device),
+        n_train=data.n_train, n_val=data.n_val, n_test=data.n_test,
+        dataset_label=data.dataset_label, dataset_fingerprint=data.dataset_fingerprint,
+        split_fingerprint=data.split_fingerprint, config=config.to_dict(),
+        config_hash=config.digest(), profile=profile, versions=package_versions(),
+        started_at=_now(),
+    )
+
+
+def _build_checked_model(spec: ModelSpec, config: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """Build the model on ``device`` and check one forward pass gives logits [2, 8]."""
+    try:
+        model = build_model(spec, num_classes=8, in_chans=1, pretrained=config.pretrained)
+        check_model_output(model, spec, device)
+    except ModelError as exc:
+        raise _CellFailed(str(exc)) from exc
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _train_epoch(model: torch.nn.Module, spec: ModelSpec, optimizer: torch.optim.Optimizer,
+                 loss_fn: Loss, images: torch.Tensor, targets: torch.Tensor, config: TrainConfig,
+                 epoch: int, shuffle: torch.Generator, channels_last: bool) -> tuple[float, float]:
+    """One pass over ``images`` in shuffled full batches; returns (seconds, mean loss).
+
+    Per-batch losses stay on the device and are checked once at the end of the epoch (no
+    per-batch host sync); a NaN/inf loss raises ``_CellFailed`` naming epoch and batch.
+    """
+    device = images.device
+    model.train()
+    batch_size = config.batch_size
+    n_batches = images.shape[0] // batch_size
+    batch_losses = torch.zeros(n_batches, device=device)
+    start = synchronized_time(device)
+    order = torch.randperm(images.shape[0], generator=shuffle, device=device)
+    for b in range(n_batches):
+        index = order[b * batch_size:(b + 1) * batch_size]
+        x = to_model_input(images.index_select(0, index), config.input_size, channels_last)
+        y = targets.index_select(0, index)
+        with autocast_for(device, config.amp):
+            outputs = model(x)
+            logits = logits_of(outputs)
+            loss = loss_fn(logits, y)
+            if spec.extra_loss is not None:
+                extra = spec.extra_loss(model, outputs, logits, y)
+                if extra is not None:
+                    loss = loss + extra.float()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        batch_losses[b] = loss.detach()
+    seconds = synchronized_time(device) - start
+    finite = torch.isfinite(batch_losses)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0, 0]) + 1
+        kind = "NaN" if bool(torch.isnan(batch_losses[bad - 1])) else "infinite"
+        raise _CellFailed(f"{kind} loss at epoch {epoch}, batch {bad} for model {spec.name}")
+    return seconds, float(batch_losses.mean())
+
+
+@dataclass
+class _Best:
+    """Test probabilities of the epoch with the best validation accuracy so far."""
+
+    epoch: int
+    val_acc: float
+    test_probs: torch.Tensor
+
+
+def _train_and_evaluate(spec: ModelSpec, data: TaskData, config: TrainConfig, device: torch.device,
+                        record: CellRecord, on_epoch: Callable[[EpochReport], None] | None) -> None:
+    """The cell's work; fills ``record`` epoch by epoch so a failure keeps what was done."""
+    seed = data.task.seed
+    channels_last = device.type == "cuda"
+    torch.manual_seed(seed)
+    model = _build_checked_model(spec, config, device)
+    record.params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    images, targets = expand_static(data.train_images, data.train_targets, config.augmentation, seed)
+    if images.shape[0] < config.batch_size:
+        raise ValueError(f"{images.shape[0]} training images are fewer than one batch of "
+                         f"{config.batch_size}; lower batch_size or use more data")
+    loss_fn = get_loss(config.loss)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    shuffle = torch.Generator(device=device).manual_seed(seed)
+    label_draws = torch.Generator(device=device).manual_seed(seed + 1_000_003)
+    eval_kwargs = dict(input_size=config.input_size, channels_last=channels_last, amp=config.amp,
+                       batch_size=eval_batch_size(config.input_size, config.batch_size))
+    trained_per_epoch = (images.shape[0] // config.batch_size) * config.batch_size
+    eval_seconds = 0.0
+    best: _Best | None = None
+    try:
+        for epoch in range(1, config.epochs + 1):
+            epoch_targets = draw_one_hot(targets, label_draws) if loss_fn.draws_targets else targets
+            seconds, mean_loss = _train_epoch(model, spec, optimizer, loss_fn, images, epoch_targets,
+                                              config, epoch, shuffle, channels_last)
+            val_probs, val_seconds = predict(model, data.val_images, **eval_kwargs)
+            test_probs, test_seconds = predict(model, data.test_images, **eval_kwargs)
+            eval_seconds += val_seconds + test_seconds
+            val_acc = metrics.tie_aware_accuracy(val_probs, data.val_dist)
+            test_acc = metrics.tie_aware_accuracy(test_probs, data.test_dist)
+            record.epoch_times_s.append(seconds)
+            record.train_loss.append(mean_loss)
+            record.val_acc.append(val_acc)
+            record.test_acc.append(test_acc)
+            record.train_images_per_s = trained_per_epoch / _median(record.epoch_times_s)
+            record.eval_images_per_s = epoch * (data.n_val + data.n_test) / max(eval_seconds, 1e-9)
+            if best is None or val_acc > best.val_acc:
+                best = _Best(epoch, val_acc, test_probs)
+            if on_epoch is not None:
+                on_epoch(EpochReport(epoch, config.epochs, seconds, mean_loss, val_acc, test_acc))
+    finally:
+        if best is not None:
+            _fill_selection(record, best, data)
+
+
+def _fill_selection(record: CellRecord, best: _Best, data: TaskData) -> None:
+    record.best_val_epoch = best.epoch
+    record.acc_honest = record.test_acc[best.epoch - 1]
+    record.acc_optimistic = max(record.test_acc)
+    record.best_test_epoch = record.test_acc.index(record.acc_optimistic) + 1
+    fill_test_summary(record, best.test_probs, data.test_dist, data.test_complexity)
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+
+
+def _on_device(data: TaskData, device: torch.device) -> TaskData:
+    if data.device == device:
+        return data
+    tensors = ("train_images", "train_targets", "val_images", "val_dist", "test_images",
+               "test_dist", "test_complexity")
+    return replace(data, **{name: getattr(data, name).to(device) for name in tensors})
+
+
+def run_cell(spec: ModelSpec, data: TaskData, config: TrainConfig, *,
+             device: str | torch.device | None = None,
+             on_epoch: Callable[[EpochReport], None] | None = None, profile: str = "") -> CellRecord:
+    """Train ``spec`` on ``data`` with ``config``; return the filled ``CellRecord``.
+
+    ``device`` defaults to where ``data`` lives (data elsewhere is moved there once).
+    The same cell on the same device is reproducible: ``torch.manual_seed(task.seed)``
+    before the model is built, a generator seeded with it for shuffling, another for PLD.
+    Peak memory: CUDA peak allocated during this cell, or on CPU the process's peak RSS
+    (a process-wide high-water mark, see ``device.peak_memory``).
+    """
+    device = torch.device(device) if device is not None else data.device
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    data = _on_device(data, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    record = _new_record(spec, data, config, device, profile)
+    reset_peak_memory(device)
+    oom = False
+    try:
+        _train_and_evaluate(spec, data, config, device, record, on_epoch)
+    except _CellFailed as exc:
+        record.status, record.error = "failed", str(exc)
+    except _OOM_ERRORS:
+        oom = True
+        record.status = "failed"
+        record.error = (f"out of memory on {device} for model {spec.name} with batch size "
+                        f"{config.batch_size} (input {config.input_size}px); lower the batch size")
+    if oom:  # outside the except block, so the traceback no longer pins the tensors
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    record.peak_memory_bytes, record.memory_kind = peak_memory(device)
+    record.finished_at = _now()
+    return record
+
+
+def get_or_run_cell(store: Any, spec: ModelSpec, clean: Any, task: Task, config: TrainConfig, *,
+                    device: str | torch.device | None = None, rerun: bool = False,
+                    on_epoch: Callable[[EpochReport], None] | None = None,
+                    profile: str = "") -> tuple[CellRecord, bool]:
+    """The stored record of this cell, or train it and store the result.
+
+    Returns (record, from_store). The store (a ``fer_bench.store.ResultStore``) is asked
+    before any task data is built. A stored failed record is retried, not returned;
+    ``rerun`` trains regardless. Every finished cell, failed ones included, is stored.
+    """
+    key = store.key(spec.name, task.nhot, task.split, task.seed, config, clean.fingerprint)
+    if not rerun:
+        stored = store.get(key)
+        if stored is not None and stored.status == "ok":
+            return stored, True
+    device = torch.device(device or default_device())
+    data = build_task_data(clean, task, val_fraction=config.val_fraction, device=device)
+    record = run_cell(spec, data, config, device=device, on_epoch=on_epoch, profile=profile)
+    store.put(key, record)
+    return record, False

@@ -1,0 +1,137 @@
+"""Grid order and sharding of the fer_bench plugin: shards cover the grid exactly once."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+# Imported here, before any in-process pytest run: pytester restores sys.modules after each
+# run, and torch cannot be imported a second time in one process.
+import fer_bench.registry  # noqa: F401  (imports torch)
+from fer_bench.profiles import (
+    GridCell, build_grid, parse_int_list, parse_name_list, parse_shard, select_shard,
+)
+
+pytest_plugins = ["pytester"]
+
+MODELS = ("vgg16", "alpha_net", "small_cnn")
+NHOTS = tuple(range(1, 9))
+SPLITS = ("ordinary", "complex")
+SEEDS = (0, 1)
+
+
+def full_grid() -> list[GridCell]:
+    return build_grid(MODELS, NHOTS, SPLITS, SEEDS)
+
+
+def test_grid_is_every_combination_sorted_model_split_nhot_seed():
+    cells = full_grid()
+    assert len(cells) == len(MODELS) * len(NHOTS) * len(SPLITS) * len(SEEDS) == 96
+    keys = [(c.model, c.split, c.nhot, c.seed) for c in cells]
+    assert keys == sorted(keys)
+    assert cells[0].id == "alpha_net-n1-complex-s0"
+    assert cells[1].id == "alpha_net-n1-complex-s1"
+    assert cells[2].id == "alpha_net-n2-complex-s0"
+
+
+def test_grid_order_does_not_depend_on_input_order():
+    shuffled = build_grid(tuple(reversed(MODELS)), (8, 3, 1, 2, 7, 6, 5, 4), ("complex", "ordinary"), (1, 0))
+    assert shuffled == full_grid()
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 7])
+def test_shards_cover_the_grid_exactly_once(count):
+    cells = full_grid()
+    shards = [select_shard(cells, (index, count)) for index in range(1, count + 1)]
+    merged = [cell for shard in shards for cell in shard]
+    assert sorted(merged) == cells                   # every cell, none twice
+    assert len(set(merged)) == len(cells)
+    sizes = [len(shard) for shard in shards]
+    assert max(sizes) - min(sizes) <= 1              # balanced
+
+
+def test_shard_takes_every_nth_cell():
+    cells = full_grid()
+    assert select_shard(cells, (2, 3)) == cells[1::3]
+    assert select_shard(cells, None) == cells
+
+
+@pytest.mark.parametrize("text", ["0/2", "3/2", "1-2", "a/b", "1/2/3", "", "1/0"])
+def test_bad_shard_strings_raise(text):
+    with pytest.raises(ValueError, match="shard"):
+        parse_shard(text)
+
+
+def test_list_parsing():
+    assert parse_int_list("1-8", what="n") == tuple(range(1, 9))
+    assert parse_int_list("8,1,3,3", what="n") == (1, 3, 8)
+    assert parse_int_list("0,2-4", what="seeds") == (0, 2, 3, 4)
+    assert parse_name_list(" vgg16, dan,vgg16 ", what="m") == ("vgg16", "dan")
+    with pytest.raises(ValueError, match="--fer-nhot"):
+        parse_int_list("0-3", what="--fer-nhot", low=1, high=8)
+    with pytest.raises(ValueError, match="cannot read"):
+        parse_int_list("5-2", what="n")
+
+
+# ---------------------------------------------------------------- through pytest itself
+CONFTEST = """
+from fer_bench.registry import register_model, unregister_model
+
+def tiny_net(num_classes=8, in_chans=1):
+    import torch
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(in_chans * 48 * 48, num_classes))
+
+for _name in ("shard_net_a", "shard_net_b"):
+    unregister_model(_name)
+    register_model(tiny_net, name=_name)
+"""
+TEST_MODULE = """
+def test_cell(fer_cell):
+    pass
+"""
+
+
+@pytest.fixture
+def grid_dir(pytester):
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_grid=TEST_MODULE)
+    yield pytester
+    for name in ("shard_net_a", "shard_net_b"):
+        fer_bench.registry.unregister_model(name)
+
+
+def collected_ids(pytester, *args: str) -> list[str]:
+    result = pytester.runpytest_inprocess(
+        "--collect-only", "-q", "--fer-models", "shard_net_b,shard_net_a", "--fer-nhot", "1,2,8",
+        "-p", "no:cacheprovider", "-p", "no:hypothesispytest", *args,
+    )
+    assert result.ret == 0, result.stdout.str()
+    return [m.group(1) for line in result.outlines if (m := re.search(r"test_cell\[(.+)\]", line))]
+
+
+def test_pytest_shards_partition_the_collected_grid(grid_dir):
+    everything = collected_ids(grid_dir)
+    assert len(everything) == 2 * 3 * 2                      # models x N x splits
+    assert everything == collected_ids(grid_dir)              # same order every time
+    assert everything[0] == "shard_net_a-n1-complex-s0"
+    assert everything[-1] == "shard_net_b-n8-ordinary-s0"
+    for count in (2, 3):
+        shards = [collected_ids(grid_dir, "--fer-shard", f"{i}/{count}") for i in range(1, count + 1)]
+        merged = [cell for shard in shards for cell in shard]
+        assert sorted(merged) == sorted(everything) and len(merged) == len(set(merged))
+        assert shards[0] == everything[0::count]
+
+
+def test_pytest_bad_shard_is_a_usage_error(grid_dir):
+    result = grid_dir.runpytest_inprocess("--collect-only", "--fer-shard", "4/3")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*fer_bench*--fer-shard*need 1 <= i <= n*"])
+
+
+def test_shard_from_environment_variable(grid_dir, monkeypatch):
+    everything = collected_ids(grid_dir)
+    monkeypatch.setenv("FER_BENCH_SHARD", "2/2")
+    assert collected_ids(grid_dir) == everything[1::2]
+    # the command line wins over the environment
+    assert collected_ids(grid_dir, "--fer-shard", "1/2") == everything[0::2]
