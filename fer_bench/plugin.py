@@ -28,8 +28,19 @@ from typing import Any
 import pytest
 
 from fer_bench.profiles import (
-    CLASSICAL_MODELS, DEFAULT_NHOT, DEFAULT_SEEDS, DEFAULT_SPLITS, PROFILES, STUDY_MODELS,
-    GridCell, Profile, build_grid, get_profile, parse_int_list, parse_name_list, parse_shard,
+    CLASSICAL_MODELS,
+    DEFAULT_NHOT,
+    DEFAULT_SEEDS,
+    DEFAULT_SPLITS,
+    PROFILES,
+    STUDY_MODELS,
+    GridCell,
+    Profile,
+    build_grid,
+    get_profile,
+    parse_int_list,
+    parse_name_list,
+    parse_shard,
     select_shard,
 )
 from fer_bench.progress import GridProgress
@@ -91,9 +102,11 @@ def read_settings(config: pytest.Config) -> RunSettings:
     profile = get_profile(profile_name)
     models_text = raw_option(config, "models")
     epochs_text = raw_option(config, "epochs")
-    epochs = parse_int_list(epochs_text, what="--fer-epochs", low=1)[0] if epochs_text else profile.epochs
-    if epochs_text and "," in epochs_text:
-        raise ValueError(f"--fer-epochs: one number, got {epochs_text!r}")
+    epochs = profile.epochs
+    if epochs_text:
+        if not epochs_text.strip().isdigit() or int(epochs_text) < 1:
+            raise ValueError(f"--fer-epochs: expected one whole number >= 1, got {epochs_text!r}")
+        epochs = int(epochs_text)
     splits_text = raw_option(config, "splits")
     splits = parse_name_list(splits_text or DEFAULT_SPLITS, what="--fer-splits")
     if splits_text:  # imported only when given: the plugin loads in every pytest run

@@ -111,7 +111,7 @@ def _discover() -> dict[str, tuple[ModelEntry, importlib.metadata.EntryPoint | N
     found: list[tuple[str, str, importlib.metadata.EntryPoint]] = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist
-        dist_name = dist.metadata["Name"] if dist is not None else "<unknown>"
+        dist_name = (dist.metadata["Name"] if dist is not None else None) or "<unknown>"
         version = dist.version if dist is not None else ""
         found.append((dist_name, version, ep))
     found.sort(key=lambda item: (_normalized(item[0]), item[2].name, item[2].value))

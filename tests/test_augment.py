@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from fer_bench.training.augment import (
-    AUGMENTATIONS, expand_static, hflip, rotate, to_model_input,
+    AUGMENTATIONS,
+    expand_static,
+    hflip,
+    rotate,
+    to_model_input,
 )
 
 

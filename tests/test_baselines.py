@@ -31,8 +31,6 @@ def test_baseline_builds_and_trains_one_step(name):
     assert spec.tags in (("classical",), ("small",))
     torch.manual_seed(0)
     model = build_model(spec, num_classes=8, in_chans=1, pretrained=False)
-    check_model_output(model, spec, "cpu")
-
     model.train()
     images = torch.rand(2, 1, 48, 48, generator=torch.Generator().manual_seed(1))
     logits = model(images)

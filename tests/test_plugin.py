@@ -11,10 +11,14 @@ import json
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 # Imported before any in-process pytest run: pytester restores sys.modules after each run,
-# and torch cannot be imported twice in one process.
+# and torch (incl. torch._dynamo, which the optimizer imports lazily) cannot be imported
+# twice in one process.
+import torch
+import torch._dynamo  # noqa: F401
+from PIL import Image
+
 import fer_bench.registry
 import fer_bench.training.runner  # noqa: F401
 from fer_bench.data.schema import USAGE_FOLDERS, USAGES, VOTE_COLUMNS
@@ -74,7 +78,9 @@ def test_grid(fer_cell, benchmark):
     assert len(record.epoch_times_s) == record.epochs == fer_cell.config.epochs
 """
 # Fast: in-process runs without plugins that would import large packages afresh each time.
-BASE_ARGS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:randomly")
+# The rewrite warning is an artefact of running pytest inside pytest (fer_bench is imported).
+BASE_ARGS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+             "-W", "ignore::pytest.PytestAssertRewriteWarning")
 
 
 def write_ferplus_folder(root: Path, n: int = 700) -> Path:
@@ -102,7 +108,12 @@ def bench_dir(pytester, monkeypatch):
     pytester.makeconftest(CONFTEST)
     pytester.makepyfile(test_bench=BENCH_MODULE)
     monkeypatch.setenv("TRAIN_BATCHES_FILE", str(pytester.path / "train_batches.json"))
+    # Tensors of the tiny model are far too small to gain from threads; on a busy machine
+    # the thread pool's hand-offs cost ~100x the work. Restored after the test.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     yield pytester
+    torch.set_num_threads(threads)
     for name in MODELS:
         fer_bench.registry.unregister_model(name)
 
@@ -241,3 +252,99 @@ def test_feed_epoch_times_without_rounds_records_nothing():
     fixture = Disabled()
     assert feed_epoch_times(fixture, [1.0]) is False
     assert fixture._mode  # marked as used, so pytest-benchmark does not warn
+
+
+# ---------------------------------------------------------------- progress lines
+class FakeReporter:
+    """Records what GridProgress writes through pytest's terminal reporter API."""
+
+    def __init__(self, tty: bool) -> None:
+        self.tty, self.out, self.currentfspath = tty, [], None
+
+    def isatty(self) -> bool:
+        return self.tty
+
+    def ensure_newline(self) -> None:
+        self.out.append("<newline>")
+
+    def rewrite(self, line: str, erase: bool = False, **markup) -> None:
+        self.out.append(f"<rewrite>{line}")
+
+    def write(self, text: str, **markup) -> None:
+        self.out.append(text)
+
+    def write_line(self, line: str, **markup) -> None:
+        self.out.append(line + "\n")
+
+    def flush(self) -> None:
+        pass
+
+
+class FakeConfig:
+    def __init__(self, reporter: FakeReporter, verbosity: int = 0) -> None:
+        self.reporter, self.verbosity = reporter, verbosity
+        self.pluginmanager = self
+
+    def get_plugin(self, name: str):
+        return self.reporter if name == "terminalreporter" else None
+
+    def get_verbosity(self) -> int:
+        return self.verbosity
+
+
+def epoch_report(epoch: int, epochs: int = 4, seconds: float = 10.0):
+    from fer_bench.training.runner import EpochReport
+
+    return EpochReport(epoch, epochs, seconds, 0.05, 0.5, 0.45)
+
+
+def finished_record(cell_id_model: str = "m", status: str = "ok"):
+    from fer_bench.record import CellRecord
+
+    return CellRecord(model=cell_id_model, nhot=3, split="complex", seed=0, epochs=4, status=status,
+                      error=None if status == "ok" else "NaN loss", acc_honest=0.5, acc_optimistic=0.6,
+                      epoch_times_s=[10.0] * 4)
+
+
+def test_progress_live_on_a_terminal_one_line_per_epoch_with_eta():
+    from fer_bench.progress import GridProgress
+
+    reporter = FakeReporter(tty=True)
+    progress = GridProgress(FakeConfig(reporter))
+    progress.total = 3
+    progress.start_cell("m-n3-complex-s0")
+    progress.on_epoch(epoch_report(1))
+    progress.on_epoch(epoch_report(2))
+    live = [line for line in reporter.out if line.startswith("<rewrite>")]
+    assert len(live) == 2
+    # 2 epochs left in this cell at 10 s + 2 more cells of 4 x 10 s = 100 s
+    assert live[-1] == ("<rewrite>fer_bench [1/3] m-n3-complex-s0 epoch 2/4 10.0s loss 0.0500 "
+                        "val 50.0% | ETA 1m40s")
+    progress.finish_cell(finished_record(), from_store=False)
+    assert reporter.out[-2].startswith("<rewrite>fer_bench [1/3] m-n3-complex-s0 4 epochs in ")
+    # the ETA now comes from this cell's wall time (milliseconds here) x 2 cells left
+    assert reporter.out[-2].endswith("test 50.0% honest, 60.0% optimistic | ETA 0s")
+    assert reporter.out[-1] == "\n"
+
+
+def test_progress_without_a_terminal_is_one_line_per_cell_after_the_test_report():
+    from fer_bench.progress import GridProgress
+
+    reporter = FakeReporter(tty=False)
+    progress = GridProgress(FakeConfig(reporter))
+    progress.total = 2
+    progress.start_cell("m-n3-complex-s0")
+    for epoch in range(1, 5):
+        progress.on_epoch(epoch_report(epoch))
+    progress.finish_cell(finished_record(status="failed"), from_store=False)
+    assert reporter.out == []                      # held until pytest reported the test
+    progress.flush()
+    assert reporter.out == ["\nfer_bench [1/2] m-n3-complex-s0 FAILED: NaN loss\n"]
+    progress.flush()                               # nothing twice
+    assert len(reporter.out) == 1
+
+
+def test_format_duration():
+    from fer_bench.progress import format_duration
+
+    assert [format_duration(s) for s in (None, 4.4, 65, 3600 + 240)] == ["?", "4s", "1m05s", "1h04m"]

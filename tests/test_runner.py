@@ -19,7 +19,6 @@ from fer_bench.registry import ModelSpec
 from fer_bench.tasks import Task, build_task_data
 from fer_bench.training.runner import EpochReport, resolve_config, run_cell
 
-
 BATCH = 64
 
 

@@ -10,7 +10,12 @@ import pytest
 # run, and torch cannot be imported a second time in one process.
 import fer_bench.registry  # noqa: F401  (imports torch)
 from fer_bench.profiles import (
-    GridCell, build_grid, parse_int_list, parse_name_list, parse_shard, select_shard,
+    GridCell,
+    build_grid,
+    parse_int_list,
+    parse_name_list,
+    parse_shard,
+    select_shard,
 )
 
 pytest_plugins = ["pytester"]

@@ -64,7 +64,8 @@ def _tiny_cnn() -> nn.Module:
         return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout),
                              nn.ReLU(), nn.MaxPool2d(2))
 
-    return nn.Sequential(block(1, 16), block(16, 32), block(32, 64),
+    # Half resolution first: the faces' features survive it and the test runs 4x faster.
+    return nn.Sequential(nn.AvgPool2d(2), block(1, 16), block(16, 32), block(32, 64),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 8))
 
 
@@ -77,7 +78,7 @@ def test_learnable_by_a_tiny_cnn(synthetic_raw):
     x = torch.from_numpy(data.images).float().div(255.0).unsqueeze(1)
     y = torch.from_numpy(data.dist)
     model = _tiny_cnn()
-    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    optimiser = torch.optim.Adam(model.parameters(), lr=4e-3)
     generator = torch.Generator().manual_seed(0)
     for _ in range(3):
         model.train()

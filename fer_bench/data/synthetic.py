@@ -71,7 +71,8 @@ def _draw_faces(face: dict[str, np.ndarray], noise: np.ndarray) -> np.ndarray:
     # Eyes at (+-7, -4): ellipses whose height follows openness.
     eye_h = 0.5 + 3.0 * p["eye_open"]
     eye_r = np.sqrt(((au - 7.0) / 3.6) ** 2 + ((v + 4.0) / eye_h) ** 2)
-    img = img * (1 - (m := _soft((1.0 - eye_r) * 2.5))) + dark * m
+    m = _soft((1.0 - eye_r) * 2.5)
+    img = img * (1 - m) + dark * m
     # Brows above the eyes; tilt lowers (+) or raises (-) the inner ends.
     brow_v = -9.5 - 3.0 * p["brow_raise"] + p["brow_tilt"] * 0.7 * (7.0 - au)
     on_brow = _soft(np.minimum(au - 2.5, 11.5 - au), 1.0)

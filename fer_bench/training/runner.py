@@ -27,17 +27,24 @@ import torch
 
 from fer_bench import metrics
 from fer_bench.config import TrainConfig
-from fer_bench.record import CellRecord
 from fer_bench.errors import ModelError
+from fer_bench.record import CellRecord
 from fer_bench.registry import ModelSpec, build_model, check_model_output, logits_of
 from fer_bench.tasks import Task, TaskData, build_task_data
 from fer_bench.training.augment import check_augmentation, expand_static, to_model_input
 from fer_bench.training.device import (
-    default_device, device_name, package_versions, peak_memory, reset_peak_memory,
+    default_device,
+    device_name,
+    package_versions,
+    peak_memory,
+    reset_peak_memory,
     synchronized_time,
 )
 from fer_bench.training.evaluate import (
-    autocast_for, eval_batch_size, fill_test_summary, predict,
+    autocast_for,
+    eval_batch_size,
+    fill_test_summary,
+    predict,
 )
 from fer_bench.training.losses import Loss, draw_one_hot, get_loss
 
