@@ -36,7 +36,7 @@ def record_table(record: CellRecord, store_path: str, from_store: bool) -> Table
     title = f"{record.cell_id}  ({'from store' if from_store else 'trained now'})"
     table = Table(title=title, show_header=False)
     table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("value", overflow="fold")
     rows: list[tuple[str, str]] = [("status", record.status)]
     if record.error:
         rows.append(("error", record.error))
