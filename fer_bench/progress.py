@@ -93,6 +93,8 @@ class GridProgress:
         as instant, so the ETA is an upper bound when the store holds some of them.
         """
         cells_after_this = max(self.total - self.done - (1 if self._cell_id else 0), 0)
+        if cells_after_this == 0 and epochs_left_in_cell == 0:
+            return 0.0
         mean_epoch = sum(self._epoch_seconds) / len(self._epoch_seconds) if self._epoch_seconds else None
         if self._trained_cell_seconds:
             per_cell = sum(self._trained_cell_seconds) / len(self._trained_cell_seconds)
