@@ -51,30 +51,43 @@ def hflip(images: torch.Tensor) -> torch.Tensor:
     return torch.flip(images, dims=[-1])
 
 
+def _rotation_grid(angles_rad: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Sampling grid float32 [n, H, W, 2] for ``grid_sample`` (align_corners=False).
+
+    Built with broadcast multiply-adds instead of ``F.affine_grid``, whose batched matmul
+    costs about 4x ``grid_sample`` itself on a CPU. Output pixel p samples the input at
+    R(+a) . p, which turns the picture by a counter-clockwise on screen (x right, y down,
+    both normalised to [-1, 1]); the aspect factors keep non-square images undistorted.
+    """
+    device = angles_rad.device
+    xs = (torch.arange(width, dtype=torch.float32, device=device) * 2 + 1) / width - 1
+    ys = (torch.arange(height, dtype=torch.float32, device=device) * 2 + 1) / height - 1
+    cos = torch.cos(angles_rad)[:, None, None]
+    sin = torch.sin(angles_rad)[:, None, None]
+    xs, ys = xs[None, None, :], ys[None, :, None]
+    grid_x = cos * xs - sin * (height / width) * ys
+    grid_y = sin * (width / height) * xs + cos * ys
+    return torch.stack([grid_x, grid_y], dim=-1)
+
+
 def rotate(images: torch.Tensor, angles_deg: torch.Tensor | float, chunk: int = ROTATE_CHUNK) -> torch.Tensor:
     """Rotate uint8 [T, H, W] images about their centre; returns uint8 [T, H, W].
 
-    ``angles_deg`` is one angle or a float tensor [T] (degrees, counter-clockwise positive).
-    Works in chunks of ``chunk`` images to bound memory.
+    ``angles_deg`` is one angle (one grid shared by every image) or a float tensor [T]
+    (degrees, counter-clockwise positive). Works in chunks of ``chunk`` images to bound
+    memory.
     """
     count, height, width = images.shape
-    angles = torch.as_tensor(angles_deg, dtype=torch.float32, device=images.device)
-    angles = angles.expand(count) if angles.ndim == 0 else angles
+    angles = torch.as_tensor(angles_deg, dtype=torch.float32, device=images.device) * (math.pi / 180.0)
+    shared_grid = _rotation_grid(angles.reshape(1), height, width) if angles.ndim == 0 else None
     out = torch.empty_like(images)
     for start in range(0, count, chunk):
         stop = min(start + chunk, count)
-        rad = angles[start:stop] * (math.pi / 180.0)
-        cos, sin = torch.cos(rad), torch.sin(rad)
-        # affine_grid maps output coordinates to input coordinates (x right, y down, both in
-        # [-1, 1]); sampling at R(+a) . p turns the picture by a counter-clockwise on screen.
-        theta = torch.zeros(stop - start, 2, 3, device=images.device)
-        theta[:, 0, 0], theta[:, 0, 1] = cos, -sin
-        theta[:, 1, 0], theta[:, 1, 1] = sin, cos
-        # On non-square images the normalised coordinates are anisotropic; correct for it.
-        theta[:, 0, 1] *= height / width
-        theta[:, 1, 0] *= width / height
+        if shared_grid is not None:
+            grid = shared_grid.expand(stop - start, -1, -1, -1)
+        else:
+            grid = _rotation_grid(angles[start:stop], height, width)
         batch = images[start:stop].unsqueeze(1).float()
-        grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
         rotated = F.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=False)
         out[start:stop] = rotated.squeeze(1).round_().clamp_(0, 255).to(torch.uint8)
     return out

@@ -24,8 +24,13 @@ def autocast_for(device: torch.device, amp: bool) -> AbstractContextManager:
     return nullcontext()
 
 
-def eval_batch_size(input_size: int, train_batch_size: int) -> int:
-    """A large inference batch: ``EVAL_PIXELS`` worth of images, at least the training batch."""
+def eval_batch_size(input_size: int, train_batch_size: int, device: torch.device) -> int:
+    """Inference batch size. On CUDA a large batch (``EVAL_PIXELS`` worth of images, at
+    least the training batch) keeps the GPU busy; on a CPU large batches fall out of cache
+    (1024 images ran about 2.5x slower per image than 64 here), so the training batch is used.
+    """
+    if device.type != "cuda":
+        return train_batch_size
     return max(train_batch_size, EVAL_PIXELS // (input_size * input_size))
 
 
