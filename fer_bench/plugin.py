@@ -219,15 +219,12 @@ class FerBenchSession:
         if not self.records:
             return
         try:
-            from fer_bench.leaderboard.table import print_terminal_tables
+            from fer_bench.leaderboard.table import print_terminal_tables, wide_console
         except ImportError:
             return
-        from rich.console import Console
-
         terminalreporter.section("fer_bench results")
         # Capturing is suspended at summary time, so sys.stdout is where pytest writes.
-        width = None if terminalreporter.isatty() else 160
-        print_terminal_tables(self.records, console=Console(file=sys.stdout, width=width),
+        print_terminal_tables(self.records, console=wide_console(sys.stdout),
                               provenance=[{"fer_bench": self.provenance()}])
 
     @pytest.hookimpl(optionalhook=True)

@@ -12,7 +12,7 @@ from fer_bench.errors import DataError
 from fer_bench.leaderboard.load import load_results
 from fer_bench.leaderboard.markdown import write_markdown
 from fer_bench.leaderboard.plots import plot_accuracy_by_complexity, plot_accuracy_vs_n
-from fer_bench.leaderboard.table import print_terminal_tables
+from fer_bench.leaderboard.table import print_terminal_tables, wide_console
 
 ACCURACY_VS_N_PNG = "accuracy_vs_n.png"
 ACCURACY_BY_COMPLEXITY_PNG = "accuracy_by_complexity.png"
@@ -29,7 +29,7 @@ def leaderboard_command(args: argparse.Namespace, console: Console | None = None
     loaded = load_results(args.results)
     if not loaded.records:
         raise DataError(f"no fer_bench cells (extra_info.fer_bench) in {', '.join(map(str, args.results))}")
-    console = console or Console()
+    console = console or wide_console()
     print_terminal_tables(loaded.records, console=console, provenance=loaded.provenance)
     if getattr(args, "no_write", False):
         return 0

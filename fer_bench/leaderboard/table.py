@@ -8,6 +8,7 @@ seed failed, with " (k failed)" appended when some seeds failed.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -152,7 +153,8 @@ def _rich_table(frame: pd.DataFrame, columns: Sequence[str], title: str) -> Tabl
     table = Table(title=Text(title), title_justify="left")
     table.add_column(Text("model"), style="bold", overflow="fold")
     for column in columns:
-        table.add_column(Text(column), justify="left" if column == TEST_COLUMN else "right")
+        table.add_column(Text(column), justify="left" if column == TEST_COLUMN else "right",
+                         no_wrap=True)
     for label, row in frame.iterrows():
         best_column = nhot_column(int(row[BEST_COLUMN])) if row[BEST_COLUMN] != MISSING else None
         cells = [Text(str(label))]
@@ -166,6 +168,17 @@ def _rich_table(frame: pd.DataFrame, columns: Sequence[str], title: str) -> Tabl
     return table
 
 
+#: Width used when the output is not a terminal (logs, pipes): the accuracy table has 13
+#: columns and is unreadable when folded into rich's 80-column default.
+NON_TTY_WIDTH = 220
+
+
+def wide_console(file: Any = None) -> Console:
+    """A rich Console that keeps the terminal's width, or ``NON_TTY_WIDTH`` off a terminal."""
+    stream = file or sys.stdout
+    return Console(file=stream, width=None if stream.isatty() else NON_TTY_WIDTH)
+
+
 def print_terminal_tables(records: Sequence[CellRecord], console: Console | None = None,
                           provenance: Sequence[Mapping[str, Any]] = ()) -> None:
     """Draw two rich tables per split (accuracy, then cost); the best N cell is bold green
@@ -174,7 +187,7 @@ def print_terminal_tables(records: Sequence[CellRecord], console: Console | None
     Every text that comes from a record is wrapped in ``rich.text.Text`` so a model name
     such as "[bold]x" is printed as-is, never parsed as rich markup.
     """
-    console = console or Console()
+    console = console or wide_console()
     data_label, profile = run_labels(records, provenance)
     for split, frame in build_tables(records).items():
         accuracy_columns, cost_columns = split_columns(frame)
