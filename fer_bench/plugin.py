@@ -219,7 +219,8 @@ class FerBenchSession:
         if not self.records:
             return
         try:
-            from fer_bench.leaderboard.table import print_terminal_tables, wide_console
+            from fer_bench.console import wide_console
+            from fer_bench.leaderboard.table import print_terminal_tables
         except ImportError:
             return
         terminalreporter.section("fer_bench results")

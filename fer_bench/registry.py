@@ -346,14 +346,15 @@ def models_command(args: Any = None) -> int:
     Imports each plugin to read its spec. Returns 0 when every model loads (also when
     none is installed), 1 when any fails to import.
     """
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from fer_bench.console import wide_console
 
     with warnings.catch_warnings():   # failures are shown in the status column instead
         warnings.simplefilter("ignore")
         entries = list_entries(load=True)
-    console = Console()
+    console = wide_console()
     table = Table(title=f"fer_bench models (entry-point group {ENTRY_POINT_GROUP!r})")
     for column in ("name", "distribution", "entry point", "input", "pretrained", "status"):
         table.add_column(column, overflow="fold")

@@ -94,10 +94,11 @@ def data_stats_command(args: Any) -> int:
 
 
 def _print_tables(stats: dict[str, Any], seed: int) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from fer_bench.console import wide_console
+
+    console = wide_console()
     source = Table(title=f"data source: {stats['data_label']}", show_header=False)
     source.add_column("field", style="bold")
     source.add_column("value")

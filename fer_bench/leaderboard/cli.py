@@ -8,11 +8,12 @@ from pathlib import Path
 
 from rich.console import Console
 
+from fer_bench.console import wide_console
 from fer_bench.errors import DataError
 from fer_bench.leaderboard.load import load_results
 from fer_bench.leaderboard.markdown import write_markdown
 from fer_bench.leaderboard.plots import plot_accuracy_by_complexity, plot_accuracy_vs_n
-from fer_bench.leaderboard.table import print_terminal_tables, wide_console
+from fer_bench.leaderboard.table import print_terminal_tables
 
 ACCURACY_VS_N_PNG = "accuracy_vs_n.png"
 ACCURACY_BY_COMPLEXITY_PNG = "accuracy_by_complexity.png"

@@ -8,7 +8,6 @@ seed failed, with " (k failed)" appended when some seeds failed.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from fer_bench.console import wide_console
 from fer_bench.leaderboard.stats import CellSummary, RowSummary, summarize
 from fer_bench.record import CellRecord
 
@@ -166,17 +166,6 @@ def _rich_table(frame: pd.DataFrame, columns: Sequence[str], title: str) -> Tabl
                 cells.append(Text(text, style="red" if text == FAILED else ""))
         table.add_row(*cells)
     return table
-
-
-#: Width used when the output is not a terminal (logs, pipes): the accuracy table has 13
-#: columns and is unreadable when folded into rich's 80-column default.
-NON_TTY_WIDTH = 220
-
-
-def wide_console(file: Any = None) -> Console:
-    """A rich Console that keeps the terminal's width, or ``NON_TTY_WIDTH`` off a terminal."""
-    stream = file or sys.stdout
-    return Console(file=stream, width=None if stream.isatty() else NON_TTY_WIDTH)
 
 
 def print_terminal_tables(records: Sequence[CellRecord], console: Console | None = None,

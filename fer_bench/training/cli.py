@@ -6,9 +6,9 @@ import json
 import sys
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from fer_bench.console import wide_console
 from fer_bench.record import CellRecord
 from fer_bench.training.runner import EpochReport
 
@@ -78,7 +78,7 @@ def run_command(args: Any) -> int:
     from fer_bench.training.runner import default_device, get_or_run_cell, resolve_config
 
     # Progress goes to stderr so that --json output on stdout stays parseable.
-    console = Console(stderr=args.json)
+    console = wide_console(sys.stderr if args.json else sys.stdout)
     spec = get_model(args.model)
     config = resolve_config(spec, epochs=args.epochs)
     task = Task(nhot=args.nhot, split=args.split, seed=args.seed)
