@@ -309,16 +309,19 @@ def logits_of(outputs: Any) -> torch.Tensor:
 
 
 def check_model_output(model: torch.nn.Module, spec: ModelSpec, device: torch.device | str,
-                       num_classes: int = 8, in_chans: int = 1) -> None:
-    """Run a 2-image forward pass (seeded uniform pixels) on ``device``.
+                       num_classes: int = 8, in_chans: int = 1,
+                       input_size: int | None = None) -> None:
+    """Run a 2-image forward pass (seeded uniform pixels, ``input_size`` or the spec's) on
+    ``device``.
 
     Moves ``model`` to ``device``; runs in eval mode under ``no_grad`` (the training flag is
     restored). Raises ``ModelError`` naming the model when forward raises, or the logits
     (see ``logits_of``) are not a finite float tensor of shape [2, num_classes].
     """
     batch = 2
+    size = input_size or spec.input_size
     generator = torch.Generator().manual_seed(0)
-    images = torch.rand(batch, in_chans, spec.input_size, spec.input_size, generator=generator)
+    images = torch.rand(batch, in_chans, size, size, generator=generator)
     was_training = model.training
     try:
         model.to(device).eval()
@@ -326,7 +329,7 @@ def check_model_output(model: torch.nn.Module, spec: ModelSpec, device: torch.de
             logits = logits_of(model(images.to(device)))
     except Exception as exc:
         raise ModelError(f"model {spec.name!r} ({spec.source}): forward pass on "
-                         f"[{batch}, {in_chans}, {spec.input_size}, {spec.input_size}] "
+                         f"[{batch}, {in_chans}, {size}, {size}] "
                          f"raised {type(exc).__name__}: {exc}") from exc
     finally:
         model.train(was_training)

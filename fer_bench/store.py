@@ -34,6 +34,12 @@ def safe_name(name: str) -> str:
     return cleaned or "model"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 class ResultStore:
     """Cell records as JSON files under ``root`` (default ``default_root()``)."""
 
@@ -74,6 +80,8 @@ class ResultStore:
         blob = json.dumps(record.to_dict(), indent=1, sort_keys=True, allow_nan=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
+            # mkstemp creates 0600; give the result the permissions a plain open() would.
+            os.fchmod(fd, 0o666 & ~_umask())
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(blob)
                 handle.flush()

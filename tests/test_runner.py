@@ -228,3 +228,61 @@ def test_nan_in_second_epoch_keeps_the_first(task_data):
     assert record.acc_honest == record.test_acc[0] and record.test_predictions
     # and the runner goes on: the next cell trains normally
     assert run_cell(tiny_spec(), task_data, resolve_config(tiny_spec(), epochs=1)).status == "ok"
+
+
+def test_validation_and_test_keep_full_distributions(task_data, small_clean):
+    """N-hot reduces training targets only (SPEC "Data"); model selection and scoring use
+    the cleaned distributions."""
+    from fer_bench.data.splits import make_split
+
+    split = make_split(small_clean, "ordinary", 0)
+    assert torch.equal(task_data.val_dist, torch.from_numpy(small_clean.dist[split.val]))
+    assert torch.equal(task_data.test_dist, torch.from_numpy(small_clean.dist[split.test]))
+
+
+def test_counts_training_batches_and_pld_redraws_every_epoch(task_data, monkeypatch):
+    """Every epoch trains (4 * n_train) // batch full batches of the augmented set, and PLD
+    draws fresh one-hot targets once per epoch."""
+    from fer_bench.training import runner
+
+    class CountingNet(TinyNet):
+        training_batches = 0
+
+        def forward(self, x):
+            if self.training:
+                type(self).training_batches += x.shape[0] == BATCH
+            return super().forward(x)
+
+    draws = []
+    real_draw = runner.draw_one_hot
+
+    def spy(targets, generator):
+        drawn = real_draw(targets, generator)
+        draws.append(drawn.clone())
+        return drawn
+
+    monkeypatch.setattr(runner, "draw_one_hot", spy)
+    config = resolve_config(tiny_spec(), epochs=2, loss="pld", augmentation="flip_rot20")
+    record = run_cell(tiny_spec("counter", CountingNet), task_data, config)
+    assert record.status == "ok", record.error
+    assert CountingNet.training_batches == 2 * ((4 * task_data.n_train) // BATCH)
+    assert len(draws) == 2 and not torch.equal(draws[0], draws[1])
+    assert all(bool((d.sum(dim=1) == 1).all()) and set(d.unique().tolist()) == {0.0, 1.0} for d in draws)
+
+
+def test_nan_only_in_evaluation_fails_the_cell(task_data):
+    class EvalNaN(TinyNet):
+        """Healthy for the pre-training output check, NaN in eval mode once trained."""
+
+        has_trained = False
+
+        def forward(self, x):
+            out = super().forward(x)
+            if self.training:
+                self.has_trained = True
+                return out
+            return out * float("nan") if self.has_trained else out
+
+    record = run_cell(tiny_spec("evalnan", EvalNaN), task_data, resolve_config(tiny_spec(), epochs=1))
+    assert record.status == "failed"
+    assert record.error == "non-finite outputs in evaluation after epoch 1 for model evalnan"

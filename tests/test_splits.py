@@ -111,3 +111,10 @@ def test_bad_arguments():
         make_split(data, "ordinary", seed=-1)
     with pytest.raises(ValueError, match="val_fraction"):
         make_split(data, "ordinary", seed=0, val_fraction=1.0)
+
+
+def test_empty_validation_slice_is_an_error(ferplus_clean):
+    from fer_bench.errors import DataError
+
+    with pytest.raises(DataError, match="validation slice is empty"):
+        make_split(ferplus_clean, "ordinary", 0, val_fraction=0.0)

@@ -12,12 +12,16 @@ import numpy as np
 from fer_bench.data.schema import EMOTIONS
 
 _N_EMOTIONS = len(EMOTIONS)
+#: Second entropy word of the tie-breaking stream, ``default_rng([seed, NHOT_STREAM])``:
+#: independent of the test-set draw (``default_rng(seed)``) and the validation stream (1).
+NHOT_STREAM = 2
 
 
 def reduce_to_nhot(dist: np.ndarray, n: int, seed: int) -> np.ndarray:
     """N-hot version of ``dist`` (float [M, 8], rows summing to 1); a new array, same dtype.
 
-    Tie-breaking: one uniform random key per entry from ``default_rng(seed).random((M, 8))``
+    Tie-breaking: one uniform random key per entry from
+    ``default_rng([seed, NHOT_STREAM]).random((M, 8))``
     (drawn for every row, so row i's draw depends only on seed and M); within equal shares
     the entry with the smaller key ranks first. Same seed -> same output.
     """
@@ -34,7 +38,7 @@ def reduce_to_nhot(dist: np.ndarray, n: int, seed: int) -> np.ndarray:
     result = dist.copy()
     if n == _N_EMOTIONS:
         return result
-    tie_keys = np.random.default_rng(seed).random(dist.shape)
+    tie_keys = np.random.default_rng([seed, NHOT_STREAM]).random(dist.shape)
     rows = np.flatnonzero((dist > 0).sum(axis=1) > n)
     if rows.size == 0:
         return result

@@ -46,6 +46,11 @@ def split_fingerprint(name: str, train: np.ndarray, val: np.ndarray, test: np.nd
 
 def _carve_validation(train: np.ndarray, seed: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
     n_val = round(val_fraction * len(train))
+    if n_val < 1:
+        # Honest model selection needs a validation set; never fall back to the test set.
+        raise DataError(f"validation slice is empty: val_fraction={val_fraction} of "
+                        f"{len(train)} training images rounds to 0; use val_fraction > 0 "
+                        f"or more data")
     val = np.random.default_rng([seed, VAL_STREAM]).permutation(train)[:n_val]
     val = np.sort(val)
     return np.setdiff1d(train, val, assume_unique=True), val

@@ -36,6 +36,9 @@ AUGMENTATIONS: dict[str, int] = {
     "flip_rr": 4,
 }
 RANDOM_ANGLE_RANGE_DEG = (10.0, 30.0)
+#: Second entropy word of the "flip_rr" angle stream, ``default_rng([seed, RR_ANGLE_STREAM])``,
+#: kept apart from the split (seed; [seed, 1]) and N-hot ([seed, 2]) streams.
+RR_ANGLE_STREAM = 3
 #: Images rotated per grid_sample call: bounds the float32 working memory (~40 MB at 48x48).
 ROTATE_CHUNK = 4096
 
@@ -100,7 +103,7 @@ def expand_static(
 
     images uint8 [T, H, W], targets [T, C] -> images [k*T, H, W], targets [k*T, C] with
     k = ``AUGMENTATIONS[name]``; block order Base, Flip, Rotate +, Rotate -. ``seed`` only
-    matters for "flip_rr" (numpy ``default_rng(seed)`` draws the angles).
+    matters for "flip_rr" (numpy ``default_rng([seed, RR_ANGLE_STREAM])`` draws the angles).
     """
     check_augmentation(name)
     if name == "none":
@@ -111,7 +114,7 @@ def expand_static(
         blocks += [rotate(images, angle), rotate(images, -angle)]
     elif name == "flip_rr":
         low, high = RANDOM_ANGLE_RANGE_DEG
-        angles = np.random.default_rng(seed).uniform(low, high, size=(2, images.shape[0]))
+        angles = np.random.default_rng([seed, RR_ANGLE_STREAM]).uniform(low, high, size=(2, images.shape[0]))
         angles_t = torch.from_numpy(angles.astype(np.float32)).to(images.device)
         blocks += [rotate(images, angles_t[0]), rotate(images, -angles_t[1])]
     return torch.cat(blocks), targets.repeat(len(blocks), 1)

@@ -106,7 +106,7 @@ def _build_checked_model(spec: ModelSpec, config: TrainConfig, device: torch.dev
     """Build the model on ``device`` and check one forward pass gives logits [2, 8]."""
     try:
         model = build_model(spec, num_classes=8, in_chans=1, pretrained=config.pretrained)
-        check_model_output(model, spec, device)
+        check_model_output(model, spec, device, input_size=config.input_size)
     except ModelError as exc:
         raise _CellFailed(str(exc)) from exc
     return model.to(memory_format=torch.channels_last)
@@ -193,6 +193,10 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, config: TrainConfig, de
             val_probs, val_seconds = predict(model, data.val_images, **eval_kwargs)
             test_probs, test_seconds = predict(model, data.test_images, **eval_kwargs)
             eval_seconds += val_seconds + test_seconds
+            # argmax of a NaN row is class 0: catch it instead of scoring it as "neutral".
+            if not bool(torch.isfinite(val_probs).all() and torch.isfinite(test_probs).all()):
+                raise _CellFailed(f"non-finite outputs in evaluation after epoch {epoch} "
+                                  f"for model {spec.name}")
             val_acc = metrics.tie_aware_accuracy(val_probs, data.val_dist)
             test_acc = metrics.tie_aware_accuracy(test_probs, data.test_dist)
             record.epoch_times_s.append(seconds)
@@ -238,8 +242,10 @@ def run_cell(spec: ModelSpec, data: TaskData, config: TrainConfig, *,
     """Train ``spec`` on ``data`` with ``config``; return the filled ``CellRecord``.
 
     ``device`` defaults to where ``data`` lives (data elsewhere is moved there once).
-    The same cell on the same device is reproducible: ``torch.manual_seed(task.seed)``
-    before the model is built, a generator seeded with it for shuffling, another for PLD.
+    The same cell on a CPU is reproducible: ``torch.manual_seed(task.seed)`` before the
+    model is built, a generator seeded with it for shuffling, another for PLD. On CUDA,
+    ``cudnn.benchmark`` and cuDNN's nondeterministic backward kernels make repeated runs
+    agree only up to floating-point noise.
     Peak memory: CUDA peak allocated during this cell, or on CPU the process's peak RSS
     (a process-wide high-water mark, see ``device.peak_memory``).
     """
