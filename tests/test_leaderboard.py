@@ -271,3 +271,26 @@ def test_same_cell_from_two_data_sets_is_not_averaged(golden):
                      lambda r: setattr(r, "dataset_fingerprint", "synth-ffffffff"))
     with pytest.raises(DataError, match="appears twice"):
         summarize(golden.records + other)
+
+
+def test_best_n_p_value_is_bonferroni_adjusted_for_the_post_hoc_choice(golden):
+    """With N in {1, 2, 3}, best N is picked from 2 candidates: p = min(1, 2 x raw p)."""
+    records = golden.records
+    two_hot = _variant([r for r in records if r.nhot == 3],
+                       lambda r: (setattr(r, "nhot", 2), setattr(r, "acc_honest", r.acc_honest - 0.02)))
+    rows = {row.model: row for row in summarize([*records, *two_hot])["ordinary"]}
+    for model in ("vgg16", "small_cnn"):
+        base, three = _honest(records, model, 1), _honest(records, model, 3)
+        seeds = sorted(base)
+        raw = scipy_stats.ttest_rel([three[s] for s in seeds], [base[s] for s in seeds]).pvalue
+        gain = rows[model].gain
+        assert rows[model].best_n == 3 and gain.comparisons == 2
+        assert gain.p_value == pytest.approx(min(1.0, 2 * raw), rel=1e-12)
+    text = render_markdown([*records, *two_hot], golden.provenance)
+    assert "paired t, n=3, Bonferroni x2" in text
+
+
+def test_mcnemar_chi2_with_equal_discordant_counts_is_one():
+    a = np.array([True] * 15 + [False] * 15 + [True] * 10)
+    b = np.array([False] * 15 + [True] * 15 + [True] * 10)
+    assert mcnemar(a, b) == 1.0

@@ -286,3 +286,13 @@ def test_nan_only_in_evaluation_fails_the_cell(task_data):
     record = run_cell(tiny_spec("evalnan", EvalNaN), task_data, resolve_config(tiny_spec(), epochs=1))
     assert record.status == "failed"
     assert record.error == "non-finite outputs in evaluation after epoch 1 for model evalnan"
+
+
+def test_record_is_plain_json(two_epoch_record):
+    """Every value is a plain JSON type (xdist ships records between processes; a
+    TorchVersion in ``versions`` once broke that)."""
+    import json
+
+    record = two_epoch_record[0].to_dict()
+    assert json.loads(json.dumps(record)) == record
+    assert all(type(v) is str for v in record["versions"].values())

@@ -140,3 +140,21 @@ def test_shard_from_environment_variable(grid_dir, monkeypatch):
     assert collected_ids(grid_dir) == everything[1::2]
     # the command line wins over the environment
     assert collected_ids(grid_dir, "--fer-shard", "1/2") == everything[0::2]
+
+
+def test_default_models_skip_a_broken_study_plugin(tmp_path, monkeypatch):
+    """The study's four are the default only when all four import; a broken one falls back
+    to the classical four instead of failing the whole collection."""
+    from fer_bench.plugin import default_models
+    from fer_bench.profiles import CLASSICAL_MODELS, STUDY_MODELS
+    from tests.plugin_pkg import TINY_FACTORY_BODY, make_entry_point_package
+
+    make_entry_point_package(tmp_path, "study_ok", TINY_FACTORY_BODY,
+                             models={name: "factory" for name in STUDY_MODELS if name != "vgg16"},
+                             monkeypatch=monkeypatch)
+    assert default_models() == STUDY_MODELS
+    make_entry_point_package(tmp_path, "study_broken", "raise ImportError('no such lib')\n",
+                             models={"mten": "factory"}, dist_name="a-broken-study",
+                             monkeypatch=monkeypatch)
+    with pytest.warns(UserWarning):
+        assert default_models() == CLASSICAL_MODELS

@@ -31,6 +31,8 @@ from fer_bench.record import CellRecord
 _ESCAPES = {
     "&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "`": "&#96;", "*": "&#42;",
     "_": "&#95;", "[": "&#91;", "]": "&#93;", "\\": "&#92;", "\r": " ", "\n": " ",
+    "~": "&#126;",  # strikethrough
+    ":": "&#58;",   # breaks "https://..." autolinks
 }
 
 #: SPEC "Numbers the study reports" (report sections 4-5; Barsoum et al. 2016).
@@ -67,7 +69,9 @@ STATS_NOTE = (
     "p: paired t-test over seeds when 3 or more seeds pair up; with 2 seeds no test is run "
     "(shown as n<3); with one seed McNemar's test on the per-image correctness of the two cells "
     "(exact binomial test when fewer than 25 images disagree, chi-square with continuity "
-    "correction otherwise). Failed cells are shown as failed and never averaged. Costs: median "
+    "correction otherwise). Because best N is chosen after seeing every N, its p-value is "
+    "Bonferroni-adjusted: multiplied by the number of N values it was chosen from besides "
+    "1-hot (capped at 1). Failed cells are shown as failed and never averaged. Costs: median "
     "epoch time over every epoch of the row, median training images/s, peak memory (cuda = "
     "accelerator, host_rss = host resident memory), parameters in millions."
 )

@@ -90,7 +90,7 @@ def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
         return 1.0
     if discordant < MCNEMAR_EXACT_BELOW:
         return float(scipy_stats.binomtest(only_a, discordant, 0.5).pvalue)
-    statistic = (abs(only_a - only_b) - 1.0) ** 2 / discordant
+    statistic = max(abs(only_a - only_b) - 1.0, 0.0) ** 2 / discordant
     return float(scipy_stats.chi2.sf(statistic, 1))
 
 
@@ -135,9 +135,10 @@ class GainSummary:
     """Best N versus 1-hot. ``gain`` is a fraction (best mean - 1-hot mean)."""
 
     gain: float
-    p_value: float | None
+    p_value: float | None  # Bonferroni-adjusted: raw p x ``comparisons``, capped at 1
     method: str          # "paired t", "McNemar exact", "McNemar chi2", "n<3", "none"
     n_seeds: int
+    comparisons: int = 1  # N values best N was picked from, besides 1-hot
 
 
 @dataclass
@@ -172,21 +173,29 @@ def _summarise_cell(nhot: int, records: Iterable[CellRecord], confidence: float)
     return cell
 
 
-def _gain(best: CellSummary, base: CellSummary) -> GainSummary:
+def _gain(best: CellSummary, base: CellSummary, comparisons: int) -> GainSummary:
+    """Best N against 1-hot. Best N was picked after looking at ``comparisons`` candidates,
+    so the raw p-value is Bonferroni-adjusted (x ``comparisons``, capped at 1); without it
+    the maximum of several noisy gains would look significant too often."""
     gain = float(best.mean) - float(base.mean)
     if best.nhot == base.nhot:
-        return GainSummary(0.0, None, "none", len(best.ok))
+        return GainSummary(0.0, None, "none", len(best.ok), comparisons)
+
+    def adjusted(p_value: float | None) -> float | None:
+        return None if p_value is None else min(1.0, p_value * comparisons)
+
     seeds = sorted(set(best.ok) & set(base.ok))
     if len(seeds) >= 3:
         _, p_value = paired_gain(best.honest_by_seed(), base.honest_by_seed())
-        return GainSummary(gain, p_value, "paired t", len(seeds))
+        return GainSummary(gain, adjusted(p_value), "paired t", len(seeds), comparisons)
     if len(seeds) == 1:
         a, b = best.ok[seeds[0]], base.ok[seeds[0]]
         if not a.test_correct or not b.test_correct:
-            return GainSummary(gain, None, "none", 1)
+            return GainSummary(gain, None, "none", 1, comparisons)
         p_value = mcnemar_cells(a, b)
-        return GainSummary(gain, p_value, f"McNemar {mcnemar_method(a.correct(), b.correct())}", 1)
-    return GainSummary(gain, None, "n<3" if seeds else "none", len(seeds))
+        method = f"McNemar {mcnemar_method(a.correct(), b.correct())}"
+        return GainSummary(gain, adjusted(p_value), method, 1, comparisons)
+    return GainSummary(gain, None, "n<3" if seeds else "none", len(seeds), comparisons)
 
 
 def _costs(row: RowSummary) -> None:
@@ -248,7 +257,7 @@ def summarize(records: Sequence[CellRecord],
             row.best_n = best.nhot
             base = cells.get(1)
             if base is not None and not base.failed:
-                row.gain = _gain(best, base)
+                row.gain = _gain(best, base, comparisons=max(1, len(candidates) - 1))
         _costs(row)
         tables.setdefault(split, []).append(row)
     ordered = sorted(tables, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))

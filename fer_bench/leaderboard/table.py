@@ -66,11 +66,12 @@ def format_cell(cell: CellSummary | None) -> str:
 def _test_text(row: RowSummary) -> str:
     if row.gain is None:
         return MISSING
-    if row.gain.method == "paired t":
-        return f"paired t, n={row.gain.n_seeds}"
     if row.gain.method == "none":
         return MISSING
-    return row.gain.method
+    text = f"paired t, n={row.gain.n_seeds}" if row.gain.method == "paired t" else row.gain.method
+    if row.gain.p_value is not None and row.gain.comparisons > 1:
+        text += f", Bonferroni x{row.gain.comparisons}"
+    return text
 
 
 def _row_values(row: RowSummary, columns_n: Sequence[int]) -> dict[str, str]:

@@ -63,7 +63,7 @@ def package_versions() -> dict[str, str]:
         timm_version = "absent"
     return {
         "fer_bench": fer_bench.__version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a TorchVersion object, which xdist cannot send
         "timm": timm_version,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
