@@ -18,6 +18,7 @@ message in ``error`` and whatever was measured before. Bad configuration raises.
 from __future__ import annotations
 
 import gc
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -27,7 +28,7 @@ import torch
 
 from fer_bench import metrics
 from fer_bench.config import TrainConfig
-from fer_bench.errors import ModelError
+from fer_bench.errors import CellFailed, ModelError
 from fer_bench.record import CellRecord
 from fer_bench.registry import ModelSpec, build_model, check_model_output, logits_of
 from fer_bench.tasks import Task, TaskData, build_task_data
@@ -64,10 +65,6 @@ class EpochReport:
     train_loss: float
     val_acc: float
     test_acc: float
-
-
-class _CellFailed(Exception):
-    """A model-level failure: ends the cell with ``status="failed"`` and this message."""
 
 
 def resolve_config(spec: ModelSpec, **overrides: Any) -> TrainConfig:
@@ -108,7 +105,7 @@ def _build_checked_model(spec: ModelSpec, config: TrainConfig, device: torch.dev
         model = build_model(spec, num_classes=8, in_chans=1, pretrained=config.pretrained)
         check_model_output(model, spec, device, input_size=config.input_size)
     except ModelError as exc:
-        raise _CellFailed(str(exc)) from exc
+        raise CellFailed(str(exc)) from exc
     return model.to(memory_format=torch.channels_last)
 
 
@@ -118,7 +115,7 @@ def _train_epoch(model: torch.nn.Module, spec: ModelSpec, optimizer: torch.optim
     """One pass over ``images`` in shuffled full batches; returns (seconds, mean loss).
 
     Per-batch losses stay on the device and are checked once at the end of the epoch (no
-    per-batch host sync); a NaN/inf loss raises ``_CellFailed`` naming epoch and batch.
+    per-batch host sync); a NaN/inf loss raises ``CellFailed`` naming epoch and batch.
     """
     device = images.device
     model.train()
@@ -148,7 +145,7 @@ def _train_epoch(model: torch.nn.Module, spec: ModelSpec, optimizer: torch.optim
     if not bool(finite.all()):
         bad = int((~finite).nonzero()[0, 0]) + 1
         kind = "NaN" if bool(torch.isnan(batch_losses[bad - 1])) else "infinite"
-        raise _CellFailed(f"{kind} loss at epoch {epoch}, batch {bad} for model {spec.name}")
+        raise CellFailed(f"{kind} loss at epoch {epoch}, batch {bad} for model {spec.name}")
     return seconds, float(batch_losses.mean())
 
 
@@ -195,7 +192,7 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, config: TrainConfig, de
             eval_seconds += val_seconds + test_seconds
             # argmax of a NaN row is class 0: catch it instead of scoring it as "neutral".
             if not bool(torch.isfinite(val_probs).all() and torch.isfinite(test_probs).all()):
-                raise _CellFailed(f"non-finite outputs in evaluation after epoch {epoch} "
+                raise CellFailed(f"non-finite outputs in evaluation after epoch {epoch} "
                                   f"for model {spec.name}")
             val_acc = metrics.tie_aware_accuracy(val_probs, data.val_dist)
             test_acc = metrics.tie_aware_accuracy(test_probs, data.test_dist)
@@ -203,7 +200,7 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, config: TrainConfig, de
             record.train_loss.append(mean_loss)
             record.val_acc.append(val_acc)
             record.test_acc.append(test_acc)
-            record.train_images_per_s = trained_per_epoch / _median(record.epoch_times_s)
+            record.train_images_per_s = trained_per_epoch / statistics.median(record.epoch_times_s)
             record.eval_images_per_s = epoch * (data.n_val + data.n_test) / max(eval_seconds, 1e-9)
             if best is None or val_acc > best.val_acc:
                 best = _Best(epoch, val_acc, test_probs)
@@ -220,12 +217,6 @@ def _fill_selection(record: CellRecord, best: _Best, data: TaskData) -> None:
     record.acc_optimistic = max(record.test_acc)
     record.best_test_epoch = record.test_acc.index(record.acc_optimistic) + 1
     fill_test_summary(record, best.test_probs, data.test_dist, data.test_complexity)
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
 
 
 def _on_device(data: TaskData, device: torch.device) -> TaskData:
@@ -260,7 +251,7 @@ def run_cell(spec: ModelSpec, data: TaskData, config: TrainConfig, *,
     oom = False
     try:
         _train_and_evaluate(spec, data, config, device, record, on_epoch)
-    except _CellFailed as exc:
+    except CellFailed as exc:
         record.status, record.error = "failed", str(exc)
     except _OOM_ERRORS:
         oom = True
