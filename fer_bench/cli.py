@@ -32,14 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print one JSON object")
 
     sub.add_parser("models", help="list registered models and where each comes from")
+    listing = sub.add_parser("list", help="list what a registry holds")
+    listing.add_argument("kind", choices=["models", "losses", "augmentations", "splits", "labels"],
+                         help="which registry")
 
     run = sub.add_parser("run", help="train and evaluate one cell")
     _add_data_options(run)
-    run.add_argument("--model", required=True)
-    run.add_argument("--nhot", type=int, required=True)
-    run.add_argument("--split", required=True, choices=["ordinary", "complex", "official"])
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--epochs", type=int, default=None)
+    run.add_argument("--model", required=True, help="a registered model (fer-bench list models)")
+    run.add_argument("--nhot", type=int, default=None, help="N-hot training labels, 1..8 (default 8)")
+    run.add_argument("--variant", default=None,
+                     help="label treatment, e.g. nhot-3 (overrides --nhot; fer-bench list labels)")
+    run.add_argument("--split", required=True, help="test split (fer-bench list splits)")
+    run.add_argument("--seed", type=int, default=0, help="seed of split, labels and training")
+    run.add_argument("--epochs", type=int, default=None, help="epochs (default: the model's, else 40)")
+    run.add_argument("--loss", default=None, help="loss (default: the model's, else mse)")
+    run.add_argument("--augmentation", default=None,
+                     help="augmentation set (default: the model's, else none)")
+    run.add_argument("--init", default="scratch", help="scratch, imagenet or file:PATH")
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     run.add_argument("--results", default=None, help="result store folder (default: ./results)")
     run.add_argument("--rerun", action="store_true", help="train even if the store has this cell")
@@ -59,8 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from fer_bench.data.stats import data_stats_command
             return data_stats_command(args)
         if args.command == "models":
-            from fer_bench.registry import models_command
-            return models_command(args)
+            from fer_bench.listing import list_command
+            return list_command("models")
+        if args.command == "list":
+            from fer_bench.listing import list_command
+            return list_command(args.kind)
         if args.command == "run":
             from fer_bench.training.cli import run_command
             return run_command(args)

@@ -1,9 +1,9 @@
-"""The one training-configuration object: SPEC defaults < model spec < user overrides."""
+"""The one training-configuration object (the *recipe* of a cell): SPEC defaults < model
+spec < profile < user. Everything here changes what a cell learns, so all of it is part of
+the cell's identity (``fer_bench.cell.Cell.recipe``)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -12,28 +12,32 @@ DEFAULT_EPOCHS = 40
 DEFAULT_LR = 1e-4
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_LOSS = "mse"
+DEFAULT_AUGMENTATION = "none"
+DEFAULT_INIT = "scratch"
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that changes what a cell learns. Its ``digest()`` keys the result store.
+    """How one cell trains.
 
-    ``augmentation`` names a static augmentation set of ``fer_bench.training.augment``
-    ("none" = Base only; "flip_rot20" = Base + Flip + Rotate +-20, the report's best, 4x).
-    ``val_fraction`` is the share of the training split carved off for model selection.
-    ``amp`` enables bf16 autocast (CUDA only; ignored on CPU).
+    ``loss``: a name in the loss registry (``training/losses.py``; "mse" = report 4.3.3's best).
+    ``augmentation``: a name in the augmentation registry ("none" = Base only;
+    "flip_rot20" = Base + Flip + Rotate +-20, the report's best, 4x).
+    ``init``: "scratch", "imagenet", or "file:<sha256>" (a local weights file, identified
+    by its content; see ``fer_bench.cell.resolve_init``).
+    ``val_fraction``: share of the training split carved off for model selection.
+    ``input_size``: side in pixels the 48x48 images are resized to for the model.
     """
 
     epochs: int = DEFAULT_EPOCHS
     lr: float = DEFAULT_LR
     batch_size: int = DEFAULT_BATCH_SIZE
     loss: str = DEFAULT_LOSS
-    augmentation: str = "none"
+    augmentation: str = DEFAULT_AUGMENTATION
+    init: str = DEFAULT_INIT
     val_fraction: float = 0.1
-    pretrained: bool = False
     input_size: int = 48
     weight_decay: float = 0.0
-    amp: bool = True
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         """A copy with every non-None override applied (unknown keys raise TypeError)."""
@@ -48,10 +52,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of ``to_dict``; a field this version does not know raises ValueError
+        (a record written by a newer recipe must not be read as an older one)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def digest(self) -> str:
-        """Short stable hash of the config (12 hex chars)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown recipe field(s) {sorted(unknown)}")
+        return cls(**data)

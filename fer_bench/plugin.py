@@ -1,19 +1,34 @@
-"""The fer_bench pytest plugin (entry point ``pytest11``): grid options, fixtures, timing.
+"""The fer_bench pytest plugin (entry point ``pytest11``): axes, fixtures, timing.
 
-Loaded in every pytest run of the environment, it only adds options, ini settings and
-fixtures; it imports torch, the data and the registry, and writes anything, only when a
-test requests ``fer_cell``. A benchmark module asks for the grid like this::
+Loaded in every pytest run of the environment, it only adds options, ini settings, markers
+and fixtures; it imports torch, the data and the registries, and writes anything, only when
+a test requests ``fer_cell``. A benchmark module asks for cells like this::
 
     def test_nhot(fer_cell, benchmark):
         record = fer_cell.run(benchmark)
 
-``fer_cell`` is parametrised over models x splits x N-hot x seeds (ids like
-``vgg16-n3-complex-s0``, sorted by model, split, N, seed); ``run`` trains the cell (or takes
-it from the result store), feeds each epoch's training time to pytest-benchmark as one
-round, puts the record in ``extra_info``, and fails the test when the cell failed.
+**Axes.** A cell's axes are fixtures: ``fer_model``, ``fer_variant`` (label treatment,
+``nhot-N``), ``fer_split``, ``fer_seed``, ``fer_loss``, ``fer_augmentation``, ``fer_init``.
+``fer_cell`` depends on all of them, so every test that uses it is parametrised over them.
+Each axis's values come from, first to last:
+
+1. the test's own ``@pytest.mark.parametrize("fer_loss", [...])`` (pytest's own means);
+2. the module's (or class's, or function's) ``fer_axes`` marker, e.g.
+   ``pytestmark = pytest.mark.fer_axes(loss=["mse", "pld"], nhot=[8], split=["ordinary"])``:
+   the experiment's design, which the options below do not override;
+3. the option (``--fer-models``, ``--fer-nhot`` / ``--fer-variant``, ``--fer-splits``,
+   ``--fer-seeds``, ``--fer-loss``, ``--fer-augmentation``, ``--fer-init``);
+4. the profile, then the default (loss and augmentation: the model's own preference).
+
+Model, variant, split and seed are always parametrised; loss, augmentation and init only
+when they take more than one value, so the test id is the cell's readable id
+(``vgg16-n3-complex-s0``, then ``loss=pld`` ... for the varying optional axes: the same
+``fer_bench.cell.axis_token`` names both). ``fer_experiment("name", title=...)`` names the
+leaderboard section (default: the module name without ``test_``).
 
 Every option ``--fer-<name>`` is also the ini setting ``fer_<name>`` and the environment
 variable ``FER_BENCH_<NAME>``; precedence CLI > env > ini > profile > default.
+``--fer-shard i/n`` keeps every n-th of all collected fer_bench cells, in collection order.
 """
 
 from __future__ import annotations
@@ -21,7 +36,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -34,9 +49,7 @@ from fer_bench.profiles import (
     DEFAULT_SPLITS,
     PROFILES,
     STUDY_MODELS,
-    GridCell,
     Profile,
-    build_grid,
     get_profile,
     parse_int_list,
     parse_name_list,
@@ -46,20 +59,35 @@ from fer_bench.profiles import (
 from fer_bench.progress import GridProgress
 
 CELL_FIXTURE = "fer_cell"
+AXES_MARKER = "fer_axes"
+EXPERIMENT_MARKER = "fer_experiment"
+#: Axis name -> option that sets it. Order = order of the parts of a test id.
+AXES: dict[str, str] = {
+    "model": "models", "variant": "variant", "split": "splits", "seed": "seeds",
+    "loss": "loss", "augmentation": "augmentation", "init": "init",
+}
+ALWAYS_PARAMETRISED = ("model", "variant", "split", "seed")
 #: name -> (help, is_flag). Each is ``--fer-<name>``, ini ``fer_<name>``, env ``FER_BENCH_<NAME>``.
 OPTIONS: dict[str, tuple[str, bool]] = {
     "data": ("FERPlus folder or Kaggle fer2013.csv (default: the embedded synthetic set)", False),
     "models": ("comma list of registered models (default: vgg16,ran,dan,mten when all are "
                "registered, else vgg16,resnet18,densenet121,mobilenetv2)", False),
     "nhot": (f"N-hot variants, e.g. 1,3,8 or 1-8 (default {DEFAULT_NHOT})", False),
-    "splits": (f"test splits (default {DEFAULT_SPLITS})", False),
+    "variant": ("label treatments, e.g. nhot-1,nhot-8 (overrides --fer-nhot; "
+                "`fer-bench list labels`)", False),
+    "splits": (f"test splits (default {DEFAULT_SPLITS}; `fer-bench list splits`)", False),
     "seeds": (f"seeds, e.g. 0,1,2 or 0-4 (default {DEFAULT_SEEDS})", False),
+    "loss": ("losses, e.g. mse,pld (default: each model's, else mse; `fer-bench list losses`)", False),
+    "augmentation": ("augmentation sets, e.g. none,flip_rot20 (default: the profile's, else the "
+                     "model's, else none; `fer-bench list augmentations`)", False),
+    "init": ("initialisations: scratch, imagenet, file:PATH (default scratch)", False),
     "epochs": ("epochs per cell (default: the profile's, else the model's, else 40)", False),
     "device": ("cpu, cuda, cuda:1 ... (default: cuda when available)", False),
     "results": ("result store folder (default: $FER_BENCH_RESULTS, else ./results)", False),
     "rerun": ("train every cell even when the result store has it", True),
     "profile": (f"run profile: {', '.join(p for p in PROFILES if p != 'default')}", False),
-    "shard": ("run shard i of n (i/n): keeps the grid cells at positions p with p %% n == i-1", False),
+    "shard": ("run shard i of n (i/n): keeps the collected cells at positions p with "
+              "p %% n == i-1", False),
 }
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -67,21 +95,25 @@ _TRUE = {"1", "true", "yes", "on"}
 # --------------------------------------------------------------------------- settings
 @dataclass(frozen=True)
 class RunSettings:
-    """The plugin's options after precedence and parsing. ``models`` None = the default rule."""
+    """The plugin's options after precedence and parsing.
+
+    ``axes``: axis -> values the user gave explicitly (CLI/env/ini); absent axes fall back
+    to a module's ``fer_axes`` marker, the profile, then the defaults (``axis_values``).
+    """
 
     profile: Profile
     profile_chosen: bool
     data: str | None
-    models: tuple[str, ...] | None
-    nhots: tuple[int, ...]
-    splits: tuple[str, ...]
-    seeds: tuple[int, ...]
-    epochs: int | None
-    device: str | None
-    results: str | None
-    rerun: bool
-    shard: tuple[int, int] | None
-    models_given: bool = False
+    axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    epochs: int | None = None
+    device: str | None = None
+    results: str | None = None
+    rerun: bool = False
+    shard: tuple[int, int] | None = None
+
+    @property
+    def models(self) -> tuple[str, ...] | None:
+        return self.axes.get("model")
 
 
 def raw_option(config: pytest.Config, name: str) -> str | None:
@@ -96,37 +128,85 @@ def raw_option(config: pytest.Config, name: str) -> str | None:
     return str(ini) if ini not in (None, "", False, []) else None
 
 
+def parse_axis(axis: str, values: Any, *, what: str) -> tuple[Any, ...]:
+    """Text ("1,3,8", "mse, pld") or a list -> validated axis values; ``ConfigError`` names
+    ``what`` (the option or marker) and suggests close names for unknown ones."""
+    from fer_bench.errors import ConfigError
+
+    if isinstance(values, (list, tuple)):
+        items = tuple(values)
+        if not items:
+            raise ConfigError(f"{what}: empty list")
+    elif axis in ("seed", "nhot"):
+        items = parse_int_list(str(values), what=what, low=0 if axis == "seed" else 1,
+                               high=None if axis == "seed" else 8)
+    else:
+        items = parse_name_list(str(values), what=what)
+    if axis == "nhot":
+        from fer_bench.data.variants import nhot_variant
+
+        axis, items = "variant", tuple(nhot_variant(int(n)) for n in items)
+    validate_axis(axis, items, what=what)
+    if axis == "init":
+        from fer_bench.cell import resolve_init
+
+        items = tuple(resolve_init(v) for v in items)
+    return tuple(dict.fromkeys(int(v) if axis == "seed" else v for v in items))
+
+
+def validate_axis(axis: str, values: tuple[Any, ...], *, what: str) -> None:
+    """Raise ``ConfigError`` (or ``ModelError``) for a value no registry knows."""
+    from fer_bench.errors import ConfigError
+
+    registries = _registries()
+    if axis in registries:
+        for value in values:
+            try:
+                registries[axis].get(str(value))
+            except ConfigError as exc:
+                raise ConfigError(f"{what}: {exc}") from None
+    elif axis == "seed":
+        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+        if bad:
+            raise ConfigError(f"{what}: seeds must be whole numbers >= 0, got {bad}")
+
+
+def _registries() -> dict[str, Any]:
+    from fer_bench.data.splits import SPLITS
+    from fer_bench.data.variants import LABELS
+    from fer_bench.registry import MODELS
+    from fer_bench.training.augment import AUGMENTATIONS
+    from fer_bench.training.losses import LOSSES
+
+    return {"model": MODELS, "variant": LABELS, "split": SPLITS, "loss": LOSSES,
+            "augmentation": AUGMENTATIONS}
+
+
 def read_settings(config: pytest.Config) -> RunSettings:
-    """Parse every option; ValueError with a message naming the option on bad input."""
+    """Parse every option; ``ConfigError``/ValueError naming the option on bad input.
+
+    Only called when a test of this run uses ``fer_cell``: a pytest run of another project
+    never has its environment validated.
+    """
     profile_name = raw_option(config, "profile")
     profile = get_profile(profile_name)
-    models_text = raw_option(config, "models")
     epochs_text = raw_option(config, "epochs")
     epochs = profile.epochs
     if epochs_text:
         if not epochs_text.strip().isdigit() or int(epochs_text) < 1:
             raise ValueError(f"--fer-epochs: expected one whole number >= 1, got {epochs_text!r}")
         epochs = int(epochs_text)
-    splits_text = raw_option(config, "splits")
-    splits = parse_name_list(splits_text or DEFAULT_SPLITS, what="--fer-splits")
-    if splits_text:  # imported only when given: the plugin loads in every pytest run
-        from fer_bench.data.splits import SPLIT_NAMES
-
-        unknown = [name for name in splits if name not in SPLIT_NAMES]
-        if unknown:
-            raise ValueError(f"--fer-splits: unknown split(s) {unknown}; valid: {', '.join(SPLIT_NAMES)}")
+    axes: dict[str, tuple[Any, ...]] = {}
+    for axis, option in AXES.items():
+        text = raw_option(config, option)
+        if axis == "variant" and not text and raw_option(config, "nhot"):
+            axes["variant"] = parse_axis("nhot", raw_option(config, "nhot"), what="--fer-nhot")
+        elif text:
+            axes[axis] = parse_axis(axis, text, what=f"--fer-{option}")
     shard_text = raw_option(config, "shard")
     return RunSettings(
-        profile=profile,
-        profile_chosen=bool(profile_name),
-        data=raw_option(config, "data"),
-        models=parse_name_list(models_text, what="--fer-models") if models_text else profile.models,
-        models_given=bool(models_text),
-        nhots=parse_int_list(raw_option(config, "nhot") or DEFAULT_NHOT, what="--fer-nhot", low=1, high=8),
-        splits=splits,
-        seeds=parse_int_list(raw_option(config, "seeds") or DEFAULT_SEEDS, what="--fer-seeds", low=0),
-        epochs=epochs,
-        device=raw_option(config, "device"),
+        profile=profile, profile_chosen=bool(profile_name), data=raw_option(config, "data"),
+        axes=axes, epochs=epochs, device=raw_option(config, "device"),
         results=raw_option(config, "results"),
         rerun=(raw_option(config, "rerun") or "").lower() in _TRUE,
         shard=parse_shard(shard_text) if shard_text else None,
@@ -142,44 +222,96 @@ def default_models() -> tuple[str, ...]:
     return STUDY_MODELS if set(STUDY_MODELS) <= registered else CLASSICAL_MODELS
 
 
-def check_models(names: tuple[str, ...]) -> None:
-    """Raise the registry's ``ModelError`` (with suggestions) for the first unknown name."""
-    from fer_bench.registry import get_model
+def marker_axes(node: Any) -> dict[str, tuple[Any, ...]]:
+    """Axis values declared by ``fer_axes`` markers on ``node`` (closest marker wins per axis).
 
-    for name in names:
-        get_model(name)
+    Keys: an axis name or its option name (``models``, ``splits``, ``seeds``), or ``nhot``
+    (numbers, sugar for ``variant``).
+    """
+    aliases = {option: axis for axis, option in AXES.items()}
+    declared: dict[str, tuple[Any, ...]] = {}
+    for marker in node.iter_markers(AXES_MARKER):
+        for key, values in marker.kwargs.items():
+            axis = aliases.get(key, key)
+            if axis not in AXES and axis != "nhot":
+                raise ValueError(f"@pytest.mark.{AXES_MARKER}: unknown axis {key!r}; valid: "
+                                 f"{', '.join([*AXES, 'nhot'])}")
+            values = list(values) if isinstance(values, (list, tuple)) else [values]
+            parsed = parse_axis(axis, values, what=f"@pytest.mark.{AXES_MARKER}({key}=...)")
+            declared.setdefault("variant" if axis == "nhot" else axis, parsed)
+    return declared
+
+
+def experiment_of(node: Any) -> tuple[str, str]:
+    """(experiment name, title) of a test: its ``fer_experiment`` marker, else the module's
+    name without ``test_`` and the module docstring's first line."""
+    marker = node.get_closest_marker(EXPERIMENT_MARKER)
+    module = getattr(node, "module", None)
+    doc = (getattr(module, "__doc__", None) or "").strip().splitlines()
+    default = getattr(module, "__name__", "").rsplit(".", 1)[-1].removeprefix("test_")
+    if marker is not None:
+        name = marker.args[0] if marker.args else marker.kwargs.get("name", default)
+        return str(name), str(marker.kwargs.get("title", doc[0] if doc else name))
+    return default, doc[0] if doc else default
 
 
 # --------------------------------------------------------------------------- session state
 class FerBenchSession:
     """What one pytest process knows about its fer_bench run, and the hooks that use it.
 
-    Registered as a plugin object by ``pytest_configure``; stays silent unless a test of
-    this run used ``fer_cell``.
+    Registered by ``pytest_configure``; settings are parsed on first use by a fer_bench
+    test, never in a run that collects none.
     """
 
-    def __init__(self, config: pytest.Config, settings: RunSettings) -> None:
+    def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.settings = settings
+        self._settings: RunSettings | None = None
+        self._default_models: tuple[str, ...] | None = None
         self.progress = GridProgress(config)
-        self.cells: list[GridCell] | None = None
+        self.used = False
         self.records: list[Any] = []                   # CellRecord of every cell reported
         self.untimed: list[dict[str, Any]] = []        # failed before their first epoch
+        self.experiments: dict[str, str] = {}          # experiment name -> title
         self.data_label = ""
         self.dataset_fingerprint = ""
         self.device = ""
 
-    def grid(self) -> list[GridCell]:
-        """This process's cells (after ``--fer-shard``); models validated on first use."""
-        if self.cells is None:
-            models = self.settings.models or default_models()
+    @property
+    def settings(self) -> RunSettings:
+        if self._settings is None:
             try:
-                check_models(models)
-            except Exception as exc:
+                self._settings = read_settings(self.config)
+            except Exception as exc:   # ValueError/ConfigError from parsing, ModelError
                 raise pytest.UsageError(f"fer_bench: {exc}") from None
-            s = self.settings
-            self.cells = select_shard(build_grid(models, s.nhots, s.splits, s.seeds), s.shard)
-        return self.cells
+        return self._settings
+
+    def axis_values(self, axis: str, node: Any) -> tuple[Any, ...]:
+        """The values of ``axis`` for a test (see the module docstring for the order)."""
+        declared = marker_axes(node)
+        if axis in declared:
+            return declared[axis]
+        settings = self.settings
+        if axis in settings.axes:
+            return settings.axes[axis]
+        if axis == "model":
+            if settings.profile.models:
+                return settings.profile.models
+            if self._default_models is None:
+                self._default_models = default_models()
+            return self._default_models
+        if axis == "variant":
+            return parse_axis("nhot", DEFAULT_NHOT, what="default N-hot")
+        if axis == "split":
+            return parse_name_list(DEFAULT_SPLITS, what="default splits")
+        if axis == "seed":
+            return parse_int_list(DEFAULT_SEEDS, what="default seeds", low=0)
+        if axis == "augmentation":
+            return (settings.profile.augmentation,)   # None = the model's preference
+        if axis == "init":
+            from fer_bench.cell import resolve_init
+
+            return (resolve_init("scratch"),)
+        return (None,)   # loss: the model's preference
 
     def provenance(self) -> dict[str, Any]:
         """Top-level facts of the run for the benchmark JSON (``output_json["fer_bench"]``)."""
@@ -195,15 +327,26 @@ class FerBenchSession:
             "versions": package_versions(),
             "device": self.device,
             "shard": f"{shard[0]}/{shard[1]}" if shard else None,
+            "experiments": dict(self.experiments),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
 
     # ---------------------------------------------------------------- hooks
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        cells = [item for item in items if CELL_FIXTURE in getattr(item, "fixturenames", ())]
+        if not cells:
+            return
+        self.used = True
+        shard = self.settings.shard
+        if shard is not None:
+            kept = {id(item) for item in select_shard(cells, shard)}
+            deselected = [item for item in cells if id(item) not in kept]
+            items[:] = [item for item in items if id(item) not in {id(d) for d in deselected}]
+            config.hook.pytest_deselected(items=deselected)
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.progress.total = sum(
-            1 for item in session.items
-            if CELL_FIXTURE in getattr(getattr(item, "callspec", None), "params", {})
-        )
+        self.progress.total = sum(1 for item in session.items
+                                  if CELL_FIXTURE in getattr(item, "fixturenames", ()))
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self) -> None:
@@ -232,7 +375,7 @@ class FerBenchSession:
     @pytest.hookimpl(optionalhook=True)
     def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: Any,
                                      output_json: dict) -> None:
-        if self.cells is None:
+        if not self.used:
             return
         block = self.provenance()
         if self.untimed:
@@ -262,35 +405,68 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    try:
-        settings = read_settings(config)
-        if settings.models_given:  # explicit names: a typo is a usage error before collection
-            check_models(settings.models or ())
-    except Exception as exc:  # ValueError from parsing, ModelError from the registry
-        raise pytest.UsageError(f"fer_bench: {exc}") from None
-    session = FerBenchSession(config, settings)
+    config.addinivalue_line("markers", f"{AXES_MARKER}(**axes): an experiment's own axis values, "
+                            "e.g. fer_axes(loss=['mse', 'pld'], nhot=[8]) (fer_bench)")
+    config.addinivalue_line("markers", f"{EXPERIMENT_MARKER}(name, title=...): the leaderboard "
+                            "section of a fer_bench benchmark module")
+    session = FerBenchSession(config)
     config.stash[SESSION] = session
     config.pluginmanager.register(session, "fer_bench_session")
+
+
+def _parametrized_names(metafunc: pytest.Metafunc) -> set[str]:
+    names: set[str] = set()
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        argnames = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
+        if isinstance(argnames, str):
+            argnames = [a.strip() for a in argnames.split(",")]
+        names.update(argnames)
+    return names
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if CELL_FIXTURE not in metafunc.fixturenames:
         return
-    cells = session_of(metafunc.config).grid()
-    metafunc.parametrize(CELL_FIXTURE, cells, ids=[cell.id for cell in cells], indirect=True)
+    from fer_bench.cell import axis_token
 
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
-    outcome = yield
-    stored = item.stash.get(RECORD, None)
-    if call.when == "call" and stored is not None:
-        # Travels with the report (xdist serialises report attributes), so the process that
-        # draws the final table sees every cell.
-        outcome.get_result().fer_bench_record = stored[0].to_dict()
+    state = session_of(metafunc.config)
+    own = _parametrized_names(metafunc)
+    for axis in AXES:
+        fixture = f"fer_{axis}"
+        if fixture in own:
+            continue
+        try:
+            values = state.axis_values(axis, metafunc.definition)
+        except pytest.UsageError:
+            raise
+        except Exception as exc:
+            raise pytest.UsageError(f"fer_bench: {metafunc.definition.nodeid}: {exc}") from None
+        if axis in ALWAYS_PARAMETRISED or len(values) > 1:
+            ids = [axis_token(axis, getattr(v, "name", v)) for v in values]
+            metafunc.parametrize(fixture, values, ids=ids)
 
 
 # --------------------------------------------------------------------------- fixtures
+def _axis_fixture(axis: str):
+    def fixture(request: pytest.FixtureRequest) -> Any:
+        if hasattr(request, "param"):
+            return request.param
+        return session_of(request.config).axis_values(axis, request.node)[0]
+    fixture.__name__ = f"fer_{axis}"
+    fixture.__doc__ = (f"The cell's {axis} axis value (parametrised from --fer-{AXES[axis]}, "
+                       f"a fer_axes marker, or the test's own parametrize).")
+    return pytest.fixture(name=f"fer_{axis}")(fixture)
+
+
+fer_model = _axis_fixture("model")
+fer_variant = _axis_fixture("variant")
+fer_split = _axis_fixture("split")
+fer_seed = _axis_fixture("seed")
+fer_loss = _axis_fixture("loss")
+fer_augmentation = _axis_fixture("augmentation")
+fer_init = _axis_fixture("init")
+
+
 @pytest.fixture(scope="session")
 def fer_settings(pytestconfig: pytest.Config) -> RunSettings:
     """The parsed fer_bench options of this run."""
@@ -300,7 +476,7 @@ def fer_settings(pytestconfig: pytest.Config) -> RunSettings:
 @pytest.fixture(scope="session")
 def fer_dataset(pytestconfig: pytest.Config) -> Any:
     """The cleaned data set (``CleanDataset``), loaded once per session; the profile's
-    fixed seeded subset when it has one."""
+    fixed seeded subset when it has one (a subset has its own fingerprint)."""
     from fer_bench.data.cache import load_dataset
     from fer_bench.data.clean import clean, subset
 
@@ -322,20 +498,32 @@ def fer_store(pytestconfig: pytest.Config) -> Any:
 
 
 @pytest.fixture
-def fer_cell(request: pytest.FixtureRequest, fer_dataset: Any, fer_store: Any) -> FerCell:
-    """One grid cell, ready to ``run(benchmark)``."""
+def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, fer_split: str,
+             fer_seed: int, fer_loss: str | None, fer_augmentation: str | None, fer_init: Any,
+             fer_dataset: Any, fer_store: Any) -> FerCell:
+    """One cell, ready to ``run(benchmark)``; skipped when its model cannot take an axis
+    value (e.g. ``init=imagenet`` for a model without ImageNet weights)."""
+    from fer_bench.cell import resolve_init
+    from fer_bench.errors import CellSkipped
     from fer_bench.registry import get_model
-    from fer_bench.tasks import Task
-    from fer_bench.training.runner import default_device, resolve_config
+    from fer_bench.training.runner import check_init, default_device, resolve_cell, resolve_config
 
     state = session_of(request.config)
-    cell: GridCell = request.param
     settings = state.settings
-    spec = get_model(cell.model)
-    config = resolve_config(spec, epochs=settings.epochs, augmentation=settings.profile.augmentation)
+    init = fer_init if hasattr(fer_init, "name") else resolve_init(str(fer_init))
+    spec = get_model(fer_model)
+    try:
+        check_init(spec, init)
+    except CellSkipped as exc:
+        pytest.skip(str(exc))
+    config = resolve_config(spec, epochs=settings.epochs, loss=fer_loss,
+                            augmentation=fer_augmentation, init=init.name)
     state.device = settings.device or default_device()
-    return FerCell(cell, spec, Task(cell.nhot, cell.split, cell.seed), config, fer_dataset,
-                   fer_store, state, request.node)
+    cell = resolve_cell(spec, variant=fer_variant, split=fer_split, seed=fer_seed, config=config,
+                        dataset_fingerprint=fer_dataset.fingerprint, device=state.device)
+    experiment, title = experiment_of(request.node)
+    state.experiments.setdefault(experiment, title)
+    return FerCell(cell, spec, init.path, fer_dataset, fer_store, state, request.node, experiment)
 
 
 # --------------------------------------------------------------------------- one cell
@@ -363,45 +551,56 @@ def feed_epoch_times(benchmark: Any, epoch_times_s: list[float]) -> bool:
 
 @dataclass
 class FerCell:
-    """One grid cell as a test sees it: ``model``/``task``/``config`` and ``run``."""
+    """One cell as a test sees it: its identity ``cell`` (``fer_bench.cell.Cell``) and ``run``."""
 
-    cell: GridCell
+    cell: Any                 # cell.Cell
     spec: Any                 # registry.ModelSpec
-    task: Any                 # tasks.Task
-    config: Any               # config.TrainConfig
+    init_path: Any            # Path of a local weights file, or None
     dataset: Any              # CleanDataset
     store: Any                # ResultStore
     state: FerBenchSession
     node: pytest.Item
+    experiment: str = ""
 
     @property
     def id(self) -> str:
         return self.cell.id
+
+    @property
+    def config(self) -> Any:
+        """The cell's recipe (``TrainConfig``)."""
+        return self.cell.recipe
 
     def run(self, benchmark: Any | None = None) -> Any:
         """Train (or load) the cell and report it; returns its ``CellRecord``.
 
         Timing: each epoch's training seconds become one benchmark round, so
         ``stats.rounds == epochs``. A cell taken from the store feeds its *stored* epoch
-        times (``extra_info["from_store"] is True``, ``"timing": "stored"``): the JSON keeps
-        one entry per cell, clearly not re-measured. A failed cell is recorded, then its
-        test fails with the error; the grid goes on.
+        times (``extra_info["from_store"] is True``, ``"timing": "stored"``); the store only
+        serves a record of the same device type and precision. A failed cell is recorded,
+        then its test fails with the error; the grid goes on.
         """
+        from fer_bench.errors import CellSkipped
         from fer_bench.training.runner import get_or_run_cell
 
         settings, progress = self.state.settings, self.state.progress
         progress.start_cell(self.id)
-        record, from_store = get_or_run_cell(
-            self.store, self.spec, self.dataset, self.task, self.config,
-            device=self.state.device, rerun=settings.rerun, on_epoch=progress.on_epoch,
-            profile=settings.profile.name if settings.profile_chosen else "",
-        )
+        try:
+            record, from_store = get_or_run_cell(
+                self.store, self.spec, self.dataset, self.cell, device=self.state.device,
+                rerun=settings.rerun, on_epoch=progress.on_epoch,
+                profile=settings.profile.name if settings.profile_chosen else "",
+                init_path=self.init_path, experiment=self.experiment)
+        except CellSkipped as exc:
+            pytest.skip(str(exc))
+        record.experiment = self.experiment   # the same cell may serve several experiments
         self.node.stash[RECORD] = (record, from_store)
         if benchmark is not None:
-            benchmark.group = f"{self.cell.split}-{self.cell.model}"
+            benchmark.group = f"{self.experiment}-{self.cell.split}-{self.cell.model}"
             benchmark.extra_info.update({
                 "fer_bench": record.to_dict(), "from_store": from_store, "cell_id": record.cell_id,
-                "profile": settings.profile.name, "timing": "stored" if from_store else "measured",
+                "experiment": self.experiment, "profile": settings.profile.name,
+                "timing": "stored" if from_store else "measured",
             })
             fed = feed_epoch_times(benchmark, record.epoch_times_s)
             if benchmark.enabled and not fed:
@@ -410,3 +609,13 @@ class FerCell:
         if record.status != "ok":
             pytest.fail(f"{record.cell_id} failed: {record.error}", pytrace=False)
         return record
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    outcome = yield
+    stored = item.stash.get(RECORD, None)
+    if call.when == "call" and stored is not None:
+        # Travels with the report (xdist serialises report attributes), so the process that
+        # draws the final table sees every cell.
+        outcome.get_result().fer_bench_record = stored[0].to_dict()

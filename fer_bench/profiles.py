@@ -75,6 +75,7 @@ CLASSICAL_MODELS: tuple[str, ...] = ("vgg16", "resnet18", "densenet121", "mobile
 DEFAULT_NHOT = "1-8"
 DEFAULT_SPLITS = "ordinary,complex"
 DEFAULT_SEEDS = "0"
+DEFAULT_INIT = "scratch"
 
 
 def parse_int_list(text: str, *, what: str, low: int | None = None, high: int | None = None) -> tuple[int, ...]:
@@ -121,36 +122,9 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-@dataclass(frozen=True, order=True)
-class GridCell:
-    """One cell of the grid. Field order is the canonical sort order (model, split, N, seed)."""
-
-    model: str
-    split: str
-    nhot: int
-    seed: int
-
-    @property
-    def id(self) -> str:
-        """Test id, the same as ``CellRecord.cell_id``: e.g. ``vgg16-n3-complex-s0``."""
-        return f"{self.model}-n{self.nhot}-{self.split}-s{self.seed}"
-
-
-def build_grid(
-    models: tuple[str, ...], nhots: tuple[int, ...], splits: tuple[str, ...], seeds: tuple[int, ...]
-) -> list[GridCell]:
-    """Every (model, N, split, seed) combination, sorted (model, split, N, seed).
-
-    The order depends on nothing but the inputs, so every process (shard, xdist worker)
-    sees the same list.
-    """
-    cells = {GridCell(m, s, n, seed) for m in models for s in splits for n in nhots for seed in seeds}
-    return sorted(cells)
-
-
-def select_shard(cells: list[GridCell], shard: tuple[int, int] | None) -> list[GridCell]:
-    """Shard ``(i, n)`` keeps the cells whose position p in ``cells`` has p % n == i - 1."""
+def select_shard(items: list, shard: tuple[int, int] | None) -> list:
+    """Shard ``(i, n)`` keeps the items whose position p in ``items`` has p % n == i - 1."""
     if shard is None:
-        return list(cells)
+        return list(items)
     index, count = shard
-    return [cell for position, cell in enumerate(cells) if position % count == index - 1]
+    return [item for position, item in enumerate(items) if position % count == index - 1]

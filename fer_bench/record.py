@@ -1,8 +1,9 @@
-"""The one result schema: the record of one grid cell (model x N x split x seed).
+"""The one result schema: the record of one cell.
 
 A ``CellRecord`` is what the runner produces, the store persists, the plugin puts in
-pytest-benchmark's ``extra_info`` and the leaderboard reads. ``to_dict`` / ``from_dict``
-round-trip through JSON exactly; per-image arrays are stored compactly as base64.
+pytest-benchmark's ``extra_info`` and the leaderboard reads. Its ``cell`` is the complete
+identity (``fer_bench.cell.Cell``); everything else is what was measured. ``to_dict`` /
+``from_dict`` round-trip through JSON exactly; per-image arrays are stored as base64.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from fer_bench.cell import Cell
+
+#: 2: the complete cell identity replaced (model, nhot, split, seed, config, config_hash).
+SCHEMA_VERSION = 2
 
 
 def encode_uint8(values: np.ndarray) -> str:
@@ -51,11 +55,7 @@ class CellRecord:
     (``memory_kind`` "host_rss").
     """
 
-    model: str
-    nhot: int
-    split: str
-    seed: int
-    epochs: int
+    cell: Cell
     status: str = "ok"                      # "ok" | "failed"
     error: str | None = None
     acc_honest: float | None = None
@@ -85,8 +85,8 @@ class CellRecord:
     dataset_label: str = ""                 # "ferplus" | "synthetic"
     dataset_fingerprint: str = ""
     split_fingerprint: str = ""
-    config: dict[str, Any] = field(default_factory=dict)
-    config_hash: str = ""
+    experiment: str = ""                    # benchmark module that ran it (not identity)
+    init_file: str = ""                     # local weights file path when init is file:<sha256>
     profile: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     started_at: str = ""                    # ISO 8601 UTC
@@ -95,8 +95,37 @@ class CellRecord:
 
     @property
     def cell_id(self) -> str:
-        """Readable id, e.g. ``vgg16-n3-complex-s0``."""
-        return f"{self.model}-n{self.nhot}-{self.split}-s{self.seed}"
+        """Readable id, e.g. ``vgg16-n3-complex-s0`` (``fer_bench.cell.cell_id``)."""
+        return self.cell.id
+
+    @property
+    def model(self) -> str:
+        return self.cell.model
+
+    @property
+    def variant(self) -> str:
+        return self.cell.variant
+
+    @property
+    def nhot(self) -> int | None:
+        return self.cell.nhot
+
+    @property
+    def split(self) -> str:
+        return self.cell.split
+
+    @property
+    def seed(self) -> int:
+        return self.cell.seed
+
+    @property
+    def epochs(self) -> int:
+        return self.cell.recipe.epochs
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The recipe as a dict (``TrainConfig.to_dict``)."""
+        return self.cell.recipe.to_dict()
 
     def predictions(self) -> np.ndarray:
         """Predicted class per test image, uint8 [n_test]."""
@@ -107,7 +136,9 @@ class CellRecord:
         return decode_bool(self.test_correct, self.n_test)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["cell"] = self.cell.to_dict()
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CellRecord:
@@ -121,4 +152,6 @@ class CellRecord:
         missing = [name for name in required if name not in data]
         if missing:
             raise ValueError(f"record is missing fields: {missing}")
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        values["cell"] = Cell.from_dict(values["cell"])
+        return cls(**values)

@@ -8,7 +8,7 @@ fingerprint (``sources.source_fingerprint``); every member of the zip carries a 
 ``zipfile`` verifies as it is read. A cache file whose fingerprint no longer matches the
 source (stale) or that cannot be read, is truncated or fails a CRC check (corrupt) is
 reported with a warning and rebuilt, never trusted. Files are
-written atomically (temporary file + ``os.replace``), so concurrent runs are safe.
+written atomically (``fer_bench.fileio.atomic_write``), so concurrent runs are safe.
 
 The embedded synthetic set is generated on demand and not cached.
 """
@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from fer_bench.data.schema import LoadReport, RawDataset
 from fer_bench.data.sources import SourceLocation, load_source, locate_source, source_fingerprint
 from fer_bench.errors import DataError
+from fer_bench.fileio import atomic_write
 
 #: Bump whenever the loaders or this file change what a cached ``RawDataset`` holds: the
 #: fingerprint covers the source files, not the code that read them.
@@ -138,15 +138,7 @@ def _write_cache(target: Path, raw: RawDataset, loc: SourceLocation, labels: str
         "fingerprint": raw.fingerprint,
         "report": asdict(raw.report),
     }
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(target, lambda fh: np.savez(fh, meta=np.array(json.dumps(meta)), **arrays))
 
 
 def _read_cache(target: Path, fingerprint: str, loc: SourceLocation, labels: str) -> RawDataset:

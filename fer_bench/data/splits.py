@@ -20,12 +20,16 @@ from __future__ import annotations
 
 import hashlib
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from fer_bench.data.schema import USAGES, CleanDataset, Split
-from fer_bench.errors import DataError
+from fer_bench.errors import ConfigError, DataError
+from fer_bench.registry import Entry, Registry
 
+#: The built-in split kinds (the registry ``SPLITS`` may hold more).
 SPLIT_NAMES: tuple[str, ...] = ("ordinary", "complex", "official")
 #: Share of the cleaned images in the ordinary (and complex) test set.
 TEST_FRACTION = 0.1
@@ -72,34 +76,78 @@ def _test_indices(data: CleanDataset, name: str, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).permutation(pool)[:n_test]
 
 
-def make_split(data: CleanDataset, name: str, seed: int, val_fraction: float = 0.1) -> Split:
-    """Split ``data`` by the documented algorithm above; deterministic per ``seed``.
+@dataclass(frozen=True)
+class SplitKind:
+    """A registered way to split: ``indices(data, seed, val_fraction)`` returns the
+    (train, val, test) index arrays into ``data`` (any order; ``make_split`` sorts them).
+    ``note`` is shown beside the split's leaderboard table."""
 
-    ``name`` in ``SPLIT_NAMES``; ``seed`` a non-negative int; ``val_fraction`` in [0, 1)
-    (ignored by ``official``, whose validation set is PublicTest). Returns a ``Split`` of
-    sorted, disjoint int64 index arrays into ``data`` that together cover all of it.
+    name: str
+    indices: Callable[[CleanDataset, int, float], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    description: str = ""
+    note: str = ""
+
+
+def _as_split_kind(name: str, obj: object, entry: Entry) -> SplitKind:
+    if isinstance(obj, SplitKind):
+        return obj
+    raise ConfigError(f"split {name!r} ({entry.source}): target is a {type(obj).__name__}, "
+                      f"not a SplitKind")
+
+
+#: Entry-point group ``fer_bench.splits``; targets are ``SplitKind`` objects.
+SPLITS: Registry[SplitKind] = Registry("split", "fer_bench.splits", _as_split_kind,
+                                       option="--fer-splits")
+
+
+def _random_test(name: str) -> Callable[[CleanDataset, int, float], tuple[np.ndarray, ...]]:
+    def indices(data: CleanDataset, seed: int, val_fraction: float):
+        test = np.sort(_test_indices(data, name, seed))
+        rest = np.setdiff1d(np.arange(len(data)), test, assume_unique=True)
+        train, val = _carve_validation(rest, seed, val_fraction)
+        return train, val, test
+    return indices
+
+
+def _official(data: CleanDataset, seed: int, val_fraction: float):
+    usage = np.asarray(data.usage)
+    return tuple(np.flatnonzero(usage == USAGES.index(u)) for u in USAGES)
+
+
+SPLITS.register("ordinary", SplitKind(
+    "ordinary", _random_test("ordinary"), "test = uniform random 10% of the cleaned images"),
+    builtin=True)
+SPLITS.register("complex", SplitKind(
+    "complex", _random_test("complex"),
+    "test = random images with X > 3, as many as the ordinary test set",
+    note="complex split: the validation slice is carved from the training pool, which is "
+         "mostly ordinary faces (X <= 3), so model selection is not tuned to complex faces"),
+    builtin=True)
+SPLITS.register("official", SplitKind(
+    "official", _official, "FERPlus Training / PublicTest (validation) / PrivateTest"),
+    builtin=True)
+
+
+def make_split(data: CleanDataset, name: str, seed: int, val_fraction: float = 0.1) -> Split:
+    """Split ``data`` with the registered split kind ``name``; deterministic per ``seed``.
+
+    ``seed`` a non-negative int; ``val_fraction`` in [0, 1) (ignored by ``official``, whose
+    validation set is PublicTest). Returns a ``Split`` of sorted, disjoint int64 index
+    arrays into ``data``. ``ConfigError`` for an unknown name (close names suggested).
     """
-    if name not in SPLIT_NAMES:
-        raise ValueError(f"unknown split {name!r}; valid names: {', '.join(SPLIT_NAMES)}")
+    kind = SPLITS.get(name)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"split seed must be a non-negative int, got {seed!r}")
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     seed = int(seed)
-    m = len(data)
-    if name == "official":
-        usage = np.asarray(data.usage)
-        train, val, test = (np.flatnonzero(usage == USAGES.index(u)) for u in USAGES)
-    else:
-        test = np.sort(_test_indices(data, name, seed))
-        rest = np.setdiff1d(np.arange(m), test, assume_unique=True)
-        train, val = _carve_validation(rest, seed, val_fraction)
+    train, val, test = kind.indices(data, seed, val_fraction)
     if len(test) == 0 or len(train) == 0:
         raise DataError(
-            f"{data.raw_report.path}: split {name!r} of {m} images leaves "
+            f"{data.raw_report.path}: split {name!r} of {len(data)} images leaves "
             f"{len(train)} training and {len(test)} test images"
         )
-    train, val, test = (np.asarray(a, dtype=np.int64) for a in (train, val, test))
+    train, val, test = (np.sort(np.asarray(a, dtype=np.int64)) for a in (train, val, test))
     return Split(
         name=name, seed=seed, train=train, val=val, test=test,
         fingerprint=split_fingerprint(name, train, val, test),

@@ -20,21 +20,16 @@ bilinearly and fills the corners from the nearest border pixel (like Keras' defa
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-#: Augmentation name -> multiple of the training set size it produces.
-AUGMENTATIONS: dict[str, int] = {
-    "none": 1,
-    "flip": 2,
-    "flip_rot10": 4,
-    "flip_rot20": 4,
-    "flip_rot30": 4,
-    "flip_rot40": 4,
-    "flip_rr": 4,
-}
+from fer_bench.errors import ConfigError
+from fer_bench.registry import Entry, Registry
+
 RANDOM_ANGLE_RANGE_DEG = (10.0, 30.0)
 #: Second entropy word of the "flip_rr" angle stream, ``default_rng([seed, RR_ANGLE_STREAM])``,
 #: kept apart from the split (seed; [seed, 1]) and N-hot ([seed, 2]) streams.
@@ -43,10 +38,32 @@ RR_ANGLE_STREAM = 3
 ROTATE_CHUNK = 4096
 
 
+@dataclass(frozen=True)
+class AugmentationSet:
+    """A static augmentation set: ``expand(images uint8 [T, H, W], targets [T, C], seed)``
+    returns images [k*T, H, W] and targets [k*T, C]; ``multiple`` = k (for size estimates)."""
+
+    name: str
+    multiple: int
+    expand: Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
+    description: str = ""
+
+
+def _as_augmentation(name: str, obj: object, entry: Entry) -> AugmentationSet:
+    if isinstance(obj, AugmentationSet):
+        return obj
+    raise ConfigError(f"augmentation {name!r} ({entry.source}): target is a "
+                      f"{type(obj).__name__}, not an AugmentationSet")
+
+
+#: Entry-point group ``fer_bench.augmentations``; targets are ``AugmentationSet`` objects.
+AUGMENTATIONS: Registry[AugmentationSet] = Registry(
+    "augmentation", "fer_bench.augmentations", _as_augmentation, option="--fer-augmentation")
+
+
 def check_augmentation(name: str) -> None:
-    """Raise ValueError naming the valid sets when ``name`` is not one of them."""
-    if name not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {name!r}; valid: {', '.join(AUGMENTATIONS)}")
+    """Raise ``ConfigError`` (close names) when ``name`` is not a registered set."""
+    AUGMENTATIONS.get(name)
 
 
 def hflip(images: torch.Tensor) -> torch.Tensor:
@@ -99,25 +116,50 @@ def rotate(images: torch.Tensor, angles_deg: torch.Tensor | float, chunk: int = 
 def expand_static(
     images: torch.Tensor, targets: torch.Tensor, name: str, seed: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Append the transformed copies of augmentation set ``name`` (see module docstring).
+    """Apply the registered augmentation set ``name`` (see the module docstring).
 
-    images uint8 [T, H, W], targets [T, C] -> images [k*T, H, W], targets [k*T, C] with
-    k = ``AUGMENTATIONS[name]``; block order Base, Flip, Rotate +, Rotate -. ``seed`` only
-    matters for "flip_rr" (numpy ``default_rng([seed, RR_ANGLE_STREAM])`` draws the angles).
+    images uint8 [T, H, W], targets [T, C] -> images [k*T, H, W], targets [k*T, C].
     """
-    check_augmentation(name)
-    if name == "none":
-        return images, targets
-    blocks = [images, hflip(images)]
-    if name.startswith("flip_rot"):
-        angle = float(name.removeprefix("flip_rot"))
+    return AUGMENTATIONS.get(name).expand(images, targets, seed)
+
+
+def _study_set(images: torch.Tensor, targets: torch.Tensor, seed: int, *, flip: bool,
+               angle: float | None = None, random_angles: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The study's sets: block order Base, Flip, Rotate +, Rotate -. ``seed`` only matters
+    for random angles (numpy ``default_rng([seed, RR_ANGLE_STREAM])`` draws them)."""
+    blocks = [images]
+    if flip:
+        blocks.append(hflip(images))
+    if angle is not None:
         blocks += [rotate(images, angle), rotate(images, -angle)]
-    elif name == "flip_rr":
+    elif random_angles:
         low, high = RANDOM_ANGLE_RANGE_DEG
         angles = np.random.default_rng([seed, RR_ANGLE_STREAM]).uniform(low, high, size=(2, images.shape[0]))
         angles_t = torch.from_numpy(angles.astype(np.float32)).to(images.device)
         blocks += [rotate(images, angles_t[0]), rotate(images, -angles_t[1])]
+    if len(blocks) == 1:
+        return images, targets
     return torch.cat(blocks), targets.repeat(len(blocks), 1)
+
+
+def _register_study_sets() -> None:
+    def study(name: str, multiple: int, description: str, **options: object) -> None:
+        def expand(images: torch.Tensor, targets: torch.Tensor, seed: int):
+            return _study_set(images, targets, seed, **options)  # type: ignore[arg-type]
+        AUGMENTATIONS.register(name, AugmentationSet(name, multiple, expand, description), builtin=True)
+
+    study("none", 1, "Base only", flip=False)
+    study("flip", 2, "Base + Flip", flip=True)
+    for angle in (10, 20, 30, 40):
+        study(f"flip_rot{angle}", 4, f"Base + Flip + Rotate +-{angle} deg", flip=True,
+              angle=float(angle))
+    low, high = RANDOM_ANGLE_RANGE_DEG
+    study("flip_rr", 4, f"Base + Flip + Rotate +a / -b, a, b ~ U[{low:g}, {high:g}] deg per image",
+          flip=True, random_angles=True)
+
+
+_register_study_sets()
 
 
 def to_model_input(batch: torch.Tensor, input_size: int, channels_last: bool = False) -> torch.Tensor:

@@ -60,7 +60,9 @@ def record_table(record: CellRecord, store_path: str, from_store: bool) -> Table
          else f"{record.peak_memory_bytes / MIB:,.1f} MiB ({record.memory_kind})"),
         ("parameters", "-" if record.params is None else f"{record.params:,}"),
         ("device", f"{record.device} ({record.device_name})"),
-        ("config", " ".join(f"{k}={v}" for k, v in record.config.items())),
+        ("recipe", " ".join(f"{k}={v}" for k, v in record.config.items())),
+        ("identity", f"protocol {record.cell.protocol}, {record.cell.model_release}, "
+                     f"{record.cell.device_type} {record.cell.precision}, dataset {record.cell.dataset}"),
         ("store", store_path + ("  (from store)" if from_store else "")),
     ]
     for name, value in rows:
@@ -70,32 +72,40 @@ def record_table(record: CellRecord, store_path: str, from_store: bool) -> Table
 
 def run_command(args: Any) -> int:
     """Run ``fer-bench run``; returns 0 when the cell is ok, 1 when it failed."""
+    from fer_bench.cell import resolve_init
     from fer_bench.data.cache import load_dataset
     from fer_bench.data.clean import clean
+    from fer_bench.data.variants import nhot_variant
     from fer_bench.registry import get_model
     from fer_bench.store import ResultStore
-    from fer_bench.tasks import Task
-    from fer_bench.training.runner import default_device, get_or_run_cell, resolve_config
+    from fer_bench.training.runner import (
+        default_device,
+        get_or_run_cell,
+        resolve_cell,
+        resolve_config,
+    )
 
     # Progress goes to stderr so that --json output on stdout stays parseable.
     console = wide_console(sys.stderr if args.json else sys.stdout)
     spec = get_model(args.model)
-    config = resolve_config(spec, epochs=args.epochs)
-    task = Task(nhot=args.nhot, split=args.split, seed=args.seed)
+    init = resolve_init(args.init)
+    config = resolve_config(spec, epochs=args.epochs, loss=args.loss,
+                            augmentation=args.augmentation, init=init.name)
+    variant = args.variant or nhot_variant(args.nhot if args.nhot is not None else 8)
     device = args.device or default_device()
     store = ResultStore(args.results)
-    raw = load_dataset(args.data, format=args.format, labels=args.labels)
-    data = clean(raw)
-    console.print(f"{spec.name} {task.id} on {data.label} ({len(data)} images), device {device}, "
-                  f"config {config.digest()}")
+    data = clean(load_dataset(args.data, format=args.format, labels=args.labels))
+    cell = resolve_cell(spec, variant=variant, split=args.split, seed=args.seed, config=config,
+                        dataset_fingerprint=data.fingerprint, device=device)
+    console.print(f"{cell.id} on {data.label} ({len(data)} images), device {device}, "
+                  f"identity {cell.digest()}")
 
     def on_epoch(report: EpochReport) -> None:
         console.print(_epoch_line(report), highlight=False)
 
-    record, from_store = get_or_run_cell(store, spec, data, task, config, device=device,
-                                         rerun=args.rerun, on_epoch=on_epoch)
-    key = store.key(spec.name, task.nhot, task.split, task.seed, config, data.fingerprint)
-    store_path = str(store.path(key))
+    record, from_store = get_or_run_cell(store, spec, data, cell, device=device, rerun=args.rerun,
+                                         on_epoch=on_epoch, init_path=init.path, experiment="run")
+    store_path = str(store.path(cell))
     if args.json:
         payload = {"record": record.to_dict(), "store_path": store_path, "from_store": from_store}
         sys.stdout.write(json.dumps(payload, indent=1) + "\n")

@@ -1,4 +1,8 @@
-"""Train and evaluate one grid cell (model x N-hot x split x seed) -> ``CellRecord``.
+"""Train and evaluate one cell -> ``CellRecord``.
+
+``resolve_config`` and ``resolve_cell`` are the one place a cell's identity is put
+together (SPEC defaults < model spec < profile < user, then the dataset fingerprint,
+device type, effective precision and the model's release).
 
 The study's recipe (SPEC "Training defaults"): Adam(lr), the configured loss on the
 softmax output, ``epochs`` epochs of ``batch_size`` images with the last partial batch
@@ -22,16 +26,19 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from fer_bench import metrics
+from fer_bench.cell import Cell, InitChoice, effective_precision, file_sha256, resolve_init
 from fer_bench.config import TrainConfig
-from fer_bench.errors import CellFailed, ModelError
+from fer_bench.data.variants import LABELS
+from fer_bench.errors import CellFailed, CellSkipped, ConfigError, ModelError
 from fer_bench.record import CellRecord
 from fer_bench.registry import ModelSpec, build_model, check_model_output, logits_of
-from fer_bench.tasks import Task, TaskData, build_task_data
+from fer_bench.tasks import TaskData, build_task_data
 from fer_bench.training.augment import check_augmentation, expand_static, to_model_input
 from fer_bench.training.device import (
     default_device,
@@ -49,7 +56,8 @@ from fer_bench.training.evaluate import (
 )
 from fer_bench.training.losses import Loss, draw_one_hot, get_loss
 
-__all__ = ["EpochReport", "default_device", "get_or_run_cell", "resolve_config", "run_cell"]
+__all__ = ["EpochReport", "default_device", "get_or_run_cell", "resolve_cell", "resolve_config",
+           "run_cell"]
 
 _OOM_ERRORS: tuple[type[BaseException], ...] = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
 _SPEC_CONFIG_FIELDS = ("epochs", "lr", "batch_size", "loss", "augmentation", "input_size")
@@ -70,39 +78,104 @@ class EpochReport:
 def resolve_config(spec: ModelSpec, **overrides: Any) -> TrainConfig:
     """SPEC defaults < the spec's non-None preferences < non-None ``overrides``.
 
-    Raises ValueError for an unknown loss or augmentation, TypeError for an unknown field.
+    ``init`` may be given as the user wrote it ("file:PATH"); it is stored resolved
+    ("file:<sha256>"). Raises ``ConfigError`` for an unknown loss, augmentation or init,
+    TypeError for an unknown field.
     """
     from_spec = {name: getattr(spec, name) for name in _SPEC_CONFIG_FIELDS}
     config = TrainConfig().with_overrides(**from_spec).with_overrides(**overrides)
     get_loss(config.loss)
     check_augmentation(config.augmentation)
+    config = replace(config, init=resolve_init(config.init).name)
     if config.epochs < 1 or config.batch_size < 1 or config.input_size < 1:
-        raise ValueError(f"epochs, batch_size and input_size must be >= 1: {config}")
+        raise ConfigError(f"epochs, batch_size and input_size must be >= 1: {config}")
     return config
+
+
+def resolve_cell(spec: ModelSpec, *, variant: str, split: str, seed: int, config: TrainConfig,
+                 dataset_fingerprint: str, device: str | torch.device,
+                 amp: bool = True) -> Cell:
+    """The complete identity of ``spec`` trained with ``config`` on this data and device."""
+    from fer_bench.data.splits import SPLITS
+
+    LABELS.get(variant)
+    SPLITS.get(split)
+    device_type = torch.device(device).type
+    return Cell(model=spec.name, variant=variant, split=split, seed=int(seed), recipe=config,
+                model_release=spec.release or "unregistered", dataset=dataset_fingerprint,
+                device_type=device_type, precision=effective_precision(device_type, amp))
+
+
+def check_init(spec: ModelSpec, init: InitChoice | str) -> None:
+    """Raise ``CellSkipped`` when ``spec`` cannot take ``init`` (ImageNet weights it has not)."""
+    name = init.name if isinstance(init, InitChoice) else init
+    if name == "imagenet" and not spec.pretrained_available:
+        raise CellSkipped(f"model {spec.name!r} has no ImageNet weights (init=imagenet); "
+                          f"use --fer-init scratch or file:PATH")
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _new_record(spec: ModelSpec, data: TaskData, config: TrainConfig, device: torch.device,
-                profile: str) -> CellRecord:
-    task = data.task
+def _new_record(data: TaskData, device: torch.device, profile: str,
+                init_path: Path | None) -> CellRecord:
     return CellRecord(
-        model=spec.name, nhot=task.nhot, split=task.split, seed=task.seed, epochs=config.epochs,
-        device=str(device), device_name=device_name(device),
+        cell=data.cell, device=str(device), device_name=device_name(device),
         n_train=data.n_train, n_val=data.n_val, n_test=data.n_test,
         dataset_label=data.dataset_label, dataset_fingerprint=data.dataset_fingerprint,
-        split_fingerprint=data.split_fingerprint, config=config.to_dict(),
-        config_hash=config.digest(), profile=profile, versions=package_versions(),
-        started_at=_now(),
+        split_fingerprint=data.split_fingerprint, init_file=str(init_path or ""),
+        profile=profile, versions=package_versions(), started_at=_now(),
     )
 
 
-def _build_checked_model(spec: ModelSpec, config: TrainConfig, device: torch.device) -> torch.nn.Module:
-    """Build the model on ``device`` and check one forward pass gives logits [2, 8]."""
+def load_weights_file(model: torch.nn.Module, path: Path, expected_sha256: str, model_name: str) -> int:
+    """Load a local weights file into ``model``; returns the number of tensors loaded.
+
+    ``.safetensors`` or a torch file read with ``weights_only=True`` (never a pickle of
+    code); ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers are unwrapped. Tensors whose
+    name and shape match are loaded (a new classifier head stays initialised). Raises
+    ``CellFailed`` when the file changed since its sha256 was taken or nothing matches.
+    """
+    if file_sha256(path) != expected_sha256:
+        raise CellFailed(f"weights file {path} changed since the cell was defined (sha256)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items()
+                if k in own and isinstance(v, torch.Tensor) and v.shape == own[k].shape}
+    if not matching:
+        raise CellFailed(f"weights file {path}: no tensor matches model {model_name!r} "
+                         f"({len(state)} tensors in the file)")
+    model.load_state_dict(matching, strict=False)
+    return len(matching)
+
+
+def _build_checked_model(spec: ModelSpec, config: TrainConfig, device: torch.device,
+                         init_path: Path | None) -> torch.nn.Module:
+    """Build the model (initialised as ``config.init`` says) on ``device`` and check one
+    forward pass gives logits [2, 8]."""
+    check_init(spec, config.init)
     try:
-        model = build_model(spec, num_classes=8, in_chans=1, pretrained=config.pretrained)
+        model = build_model(spec, num_classes=8, in_chans=1, pretrained=config.init == "imagenet")
+    except ModelError as exc:
+        if config.init == "imagenet":   # asked for weights that cannot be had here
+            raise CellSkipped(f"ImageNet weights for model {spec.name!r} are not reachable "
+                              f"({exc}); no network? give a local file with "
+                              f"--fer-init file:PATH") from exc
+        raise CellFailed(str(exc)) from exc
+    try:
+        if config.init.startswith("file:"):
+            if init_path is None:
+                raise CellFailed(f"init {config.init} needs the weights file's path")
+            load_weights_file(model, init_path, config.init.removeprefix("file:"), spec.name)
         check_model_output(model, spec, device, input_size=config.input_size)
     except ModelError as exc:
         raise CellFailed(str(exc)) from exc
@@ -111,7 +184,8 @@ def _build_checked_model(spec: ModelSpec, config: TrainConfig, device: torch.dev
 
 def _train_epoch(model: torch.nn.Module, spec: ModelSpec, optimizer: torch.optim.Optimizer,
                  loss_fn: Loss, images: torch.Tensor, targets: torch.Tensor, config: TrainConfig,
-                 epoch: int, shuffle: torch.Generator, channels_last: bool) -> tuple[float, float]:
+                 epoch: int, shuffle: torch.Generator, channels_last: bool,
+                 amp: bool) -> tuple[float, float]:
     """One pass over ``images`` in shuffled full batches; returns (seconds, mean loss).
 
     Per-batch losses stay on the device and are checked once at the end of the epoch (no
@@ -128,7 +202,7 @@ def _train_epoch(model: torch.nn.Module, spec: ModelSpec, optimizer: torch.optim
         index = order[b * batch_size:(b + 1) * batch_size]
         x = to_model_input(images.index_select(0, index), config.input_size, channels_last)
         y = targets.index_select(0, index)
-        with autocast_for(device, config.amp):
+        with autocast_for(device, amp):
             outputs = model(x)
             logits = logits_of(outputs)
             loss = loss_fn(logits, y)
@@ -158,15 +232,17 @@ class _Best:
     test_probs: torch.Tensor
 
 
-def _train_and_evaluate(spec: ModelSpec, data: TaskData, config: TrainConfig, device: torch.device,
-                        record: CellRecord, on_epoch: Callable[[EpochReport], None] | None) -> None:
+def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, record: CellRecord,
+                        on_epoch: Callable[[EpochReport], None] | None,
+                        init_path: Path | None) -> None:
     """The cell's work; fills ``record`` epoch by epoch so a failure keeps what was done."""
-    seed = data.task.seed
+    config, seed = data.cell.recipe, data.cell.seed
+    amp = data.cell.precision == "bf16"
     # channels_last on every device: tensor cores on CUDA, and oneDNN on a CPU ran small_cnn
     # 1.3x faster (VGG16 / ResNet18 unchanged) on this project's 2-core machines.
     channels_last = True
     torch.manual_seed(seed)
-    model = _build_checked_model(spec, config, device)
+    model = _build_checked_model(spec, config, device, init_path)
     record.params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     images, targets = expand_static(data.train_images, data.train_targets, config.augmentation, seed)
@@ -177,7 +253,7 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, config: TrainConfig, de
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     shuffle = torch.Generator(device=device).manual_seed(seed)
     label_draws = torch.Generator(device=device).manual_seed(seed + 1_000_003)
-    eval_kwargs = dict(input_size=config.input_size, channels_last=channels_last, amp=config.amp,
+    eval_kwargs = dict(input_size=config.input_size, channels_last=channels_last, amp=amp,
                        batch_size=eval_batch_size(config.input_size, config.batch_size, device))
     trained_per_epoch = (images.shape[0] // config.batch_size) * config.batch_size
     eval_seconds = 0.0
@@ -186,7 +262,7 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, config: TrainConfig, de
         for epoch in range(1, config.epochs + 1):
             epoch_targets = draw_one_hot(targets, label_draws) if loss_fn.draws_targets else targets
             seconds, mean_loss = _train_epoch(model, spec, optimizer, loss_fn, images, epoch_targets,
-                                              config, epoch, shuffle, channels_last)
+                                              config, epoch, shuffle, channels_last, amp)
             val_probs, val_seconds = predict(model, data.val_images, **eval_kwargs)
             test_probs, test_seconds = predict(model, data.test_images, **eval_kwargs)
             eval_seconds += val_seconds + test_seconds
@@ -227,10 +303,10 @@ def _on_device(data: TaskData, device: torch.device) -> TaskData:
     return replace(data, **{name: getattr(data, name).to(device) for name in tensors})
 
 
-def run_cell(spec: ModelSpec, data: TaskData, config: TrainConfig, *,
-             device: str | torch.device | None = None,
-             on_epoch: Callable[[EpochReport], None] | None = None, profile: str = "") -> CellRecord:
-    """Train ``spec`` on ``data`` with ``config``; return the filled ``CellRecord``.
+def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | None = None,
+             on_epoch: Callable[[EpochReport], None] | None = None, profile: str = "",
+             init_path: Path | None = None) -> CellRecord:
+    """Train ``spec`` on ``data`` as its cell (``data.cell``) says; return the ``CellRecord``.
 
     ``device`` defaults to where ``data`` lives (data elsewhere is moved there once).
     The same cell on a CPU is reproducible: ``torch.manual_seed(task.seed)`` before the
@@ -243,14 +319,20 @@ def run_cell(spec: ModelSpec, data: TaskData, config: TrainConfig, *,
     device = torch.device(device) if device is not None else data.device
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
+    if device.type != data.cell.device_type:
+        raise ConfigError(f"cell {data.cell.id} is defined for device type "
+                          f"{data.cell.device_type!r} but would run on {device}")
+    if spec.name != data.cell.model:
+        raise ConfigError(f"model {spec.name!r} does not match cell {data.cell.id}")
+    config = data.cell.recipe
     data = _on_device(data, device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    record = _new_record(spec, data, config, device, profile)
+    record = _new_record(data, device, profile, init_path)
     reset_peak_memory(device)
     oom = False
     try:
-        _train_and_evaluate(spec, data, config, device, record, on_epoch)
+        _train_and_evaluate(spec, data, device, record, on_epoch, init_path)
     except CellFailed as exc:
         record.status, record.error = "failed", str(exc)
     except _OOM_ERRORS:
@@ -267,23 +349,29 @@ def run_cell(spec: ModelSpec, data: TaskData, config: TrainConfig, *,
     return record
 
 
-def get_or_run_cell(store: Any, spec: ModelSpec, clean: Any, task: Task, config: TrainConfig, *,
+def get_or_run_cell(store: Any, spec: ModelSpec, clean: Any, cell: Cell, *,
                     device: str | torch.device | None = None, rerun: bool = False,
                     on_epoch: Callable[[EpochReport], None] | None = None,
-                    profile: str = "") -> tuple[CellRecord, bool]:
-    """The stored record of this cell, or train it and store the result.
+                    profile: str = "", init_path: Path | None = None,
+                    experiment: str = "") -> tuple[CellRecord, bool]:
+    """The stored record of exactly ``cell``, or train it and store the result.
 
     Returns (record, from_store). The store (a ``fer_bench.store.ResultStore``) is asked
     before any task data is built. A stored failed record is retried, not returned;
     ``rerun`` trains regardless. Every finished cell, failed ones included, is stored.
+    ``cell.dataset`` must be ``clean``'s fingerprint.
     """
-    key = store.key(spec.name, task.nhot, task.split, task.seed, config, clean.fingerprint)
+    if cell.dataset != clean.fingerprint:
+        raise ConfigError(f"cell {cell.id} names dataset {cell.dataset!r}, the data given is "
+                          f"{clean.fingerprint!r}")
     if not rerun:
-        stored = store.get(key)
+        stored = store.get(cell)
         if stored is not None and stored.status == "ok":
             return stored, True
     device = torch.device(device or default_device())
-    data = build_task_data(clean, task, val_fraction=config.val_fraction, device=device)
-    record = run_cell(spec, data, config, device=device, on_epoch=on_epoch, profile=profile)
-    store.put(key, record)
+    data = build_task_data(clean, cell, device=device)
+    record = run_cell(spec, data, device=device, on_epoch=on_epoch, profile=profile,
+                      init_path=init_path)
+    record.experiment = experiment
+    store.put(record)
     return record, False

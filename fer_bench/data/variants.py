@@ -1,0 +1,67 @@
+"""Label treatments: how a cell's training targets are made from the cleaned votes.
+
+The label treatment is the ``variant`` axis of a cell (``fer_bench.cell.Cell.variant``).
+Built in: ``nhot-1`` .. ``nhot-8`` (SPEC "N-hot label reduction", ``data/nhot.py``).
+Further treatments (e.g. Microsoft's FERPlus label modes) register in ``LABELS``, in-process
+or through entry-point group ``fer_bench.labels`` with a ``LabelTreatment`` target.
+Validation and test targets are never treated: they stay the full cleaned distributions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from fer_bench.data.nhot import reduce_to_nhot
+from fer_bench.data.schema import EMOTIONS, CleanDataset
+from fer_bench.errors import ConfigError
+from fer_bench.registry import Entry, Registry
+
+
+@dataclass(frozen=True)
+class LabelTreatment:
+    """``targets(data, train, seed) -> (kept, targets)``: ``train`` int64 [T] indices into
+    ``data``; ``kept`` int64 [K] the training images used (a subset of ``train``, in its
+    order; a treatment may discard images); ``targets`` float32 [K, 8], rows summing to 1."""
+
+    name: str
+    targets: Callable[[CleanDataset, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
+    description: str = ""
+
+
+def _as_treatment(name: str, obj: object, entry: Entry) -> LabelTreatment:
+    if isinstance(obj, LabelTreatment):
+        return obj
+    raise ConfigError(f"label treatment {name!r} ({entry.source}): target is a "
+                      f"{type(obj).__name__}, not a LabelTreatment")
+
+
+LABELS: Registry[LabelTreatment] = Registry("label treatment", "fer_bench.labels", _as_treatment,
+                                            option="--fer-variant / --fer-nhot")
+
+
+def nhot_variant(n: int) -> str:
+    """The variant name of N-hot training, e.g. ``nhot-3``."""
+    return f"nhot-{int(n)}"
+
+
+def _nhot(n: int) -> Callable[[CleanDataset, np.ndarray, int], tuple[np.ndarray, np.ndarray]]:
+    def targets(data: CleanDataset, train: np.ndarray, seed: int):
+        return train, reduce_to_nhot(data.dist[train], n, seed).astype(np.float32)
+    return targets
+
+
+for _n in range(1, len(EMOTIONS) + 1):
+    LABELS.register(nhot_variant(_n), LabelTreatment(
+        nhot_variant(_n), _nhot(_n),
+        f"keep the top {_n} vote shares (ties at random, seeded), renormalised"
+        + (" (the cleaned distribution)" if _n == len(EMOTIONS) else "")), builtin=True)
+
+
+def training_targets(data: CleanDataset, variant: str, train: np.ndarray,
+                     seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept training indices int64 [K], targets float32 [K, 8]) of label treatment ``variant``."""
+    kept, targets = LABELS.get(variant).targets(data, train, seed)
+    return np.asarray(kept, dtype=np.int64), np.asarray(targets, dtype=np.float32)

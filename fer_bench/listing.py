@@ -1,0 +1,68 @@
+"""``fer-bench list models|losses|augmentations|splits|labels``: what each registry holds."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from fer_bench.console import wide_console
+
+KINDS = ("models", "losses", "augmentations", "splits", "labels")
+
+
+def registry_of(kind: str) -> Any:
+    """The ``Registry`` listed as ``kind`` (one of ``KINDS``)."""
+    if kind == "models":
+        from fer_bench.registry import MODELS as registry
+    elif kind == "losses":
+        from fer_bench.training.losses import LOSSES as registry
+    elif kind == "augmentations":
+        from fer_bench.training.augment import AUGMENTATIONS as registry
+    elif kind == "splits":
+        from fer_bench.data.splits import SPLITS as registry
+    elif kind == "labels":
+        from fer_bench.data.variants import LABELS as registry
+    else:
+        raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
+    return registry
+
+
+def _details(kind: str, item: Any) -> str:
+    if item is None:
+        return "?"
+    if kind == "models":
+        size = f"{item.input_size}x{item.input_size}"
+        return f"input {size}, pretrained {'yes' if item.pretrained_available else 'no'}"
+    if kind == "augmentations":
+        return f"{item.multiple}x: {item.description}"
+    if kind == "losses":
+        return "one-hot drawn per epoch" if item.draws_targets else ""
+    return getattr(item, "description", "")
+
+
+def list_command(kind: str) -> int:
+    """Print one rich table of ``kind``'s registry; each entry's import is tried.
+
+    Returns 0 when every entry loads (also when none is registered), 1 when any fails.
+    """
+    registry = registry_of(kind)
+    with warnings.catch_warnings():   # failures are shown in the status column instead
+        warnings.simplefilter("ignore")
+        entries = registry.entries(load=True)
+    console = wide_console()
+    table = Table(title=f"fer_bench {kind} (entry-point group {registry.group!r})")
+    for column in ("name", "distribution", "entry point", "details", "status"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        status = "ok" if entry.loaded else f"[red]import error: {escape(str(entry.error))}[/red]"
+        distribution = entry.distribution + (f" {entry.version}" if entry.version else "")
+        table.add_row(escape(entry.name), escape(distribution), escape(entry.value),
+                      escape(_details(kind, entry.item)), status)
+    console.print(table)
+    if not entries:
+        console.print(f"no {kind} registered: install fer-baselines (pip install -e baselines) "
+                      f"or a package with a {registry.group!r} entry point")
+    return 0 if all(entry.loaded for entry in entries) else 1
