@@ -173,8 +173,9 @@ def safe_component(text: str, limit: int = 80) -> str:
     cleaned = _UNSAFE.sub("_", ascii_text).lstrip("._")[:limit].rstrip(".")
     if not cleaned:
         cleaned = "cell"
-    if cleaned.split(".")[0].lower() in _WINDOWS_RESERVED:
-        cleaned += "_"
+    stem, dot, rest = cleaned.partition(".")
+    if stem.lower() in _WINDOWS_RESERVED:
+        cleaned = f"{stem}_{dot}{rest}"
     return cleaned
 
 

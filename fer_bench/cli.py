@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(stats)
     stats.add_argument("--seed", type=int, default=0)
     stats.add_argument("--json", action="store_true", help="print one JSON object")
+    align = data_sub.add_parser("align", help="align every face with dlib (cached); coverage, speed")
+    _add_data_options(align)
+    from fer_bench.data.align_cli import add_align_arguments
+    add_align_arguments(align)
 
     sub.add_parser("models", help="list registered models and where each comes from")
     listing = sub.add_parser("list", help="list what a registry holds")
@@ -64,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "data" and args.data_command == "align":
+            from fer_bench.data.align_cli import data_align_command
+            return data_align_command(args)
         if args.command == "data":
             from fer_bench.data.stats import data_stats_command
             return data_stats_command(args)

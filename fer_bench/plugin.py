@@ -158,11 +158,13 @@ def validate_axis(axis: str, values: tuple[Any, ...], *, what: str) -> None:
     """Raise ``ConfigError`` (or ``ModelError``) for a value no registry knows."""
     from fer_bench.errors import ConfigError
 
-    registries = _registries()
-    if axis in registries:
+    if axis in _REGISTRY_OF_AXIS:
+        from fer_bench.listing import registry_of
+
+        registry = registry_of(_REGISTRY_OF_AXIS[axis])
         for value in values:
             try:
-                registries[axis].get(str(value))
+                registry.get(str(value))
             except ConfigError as exc:
                 raise ConfigError(f"{what}: {exc}") from None
     elif axis == "seed":
@@ -171,15 +173,8 @@ def validate_axis(axis: str, values: tuple[Any, ...], *, what: str) -> None:
             raise ConfigError(f"{what}: seeds must be whole numbers >= 0, got {bad}")
 
 
-def _registries() -> dict[str, Any]:
-    from fer_bench.data.splits import SPLITS
-    from fer_bench.data.variants import LABELS
-    from fer_bench.registry import MODELS
-    from fer_bench.training.augment import AUGMENTATIONS
-    from fer_bench.training.losses import LOSSES
-
-    return {"model": MODELS, "variant": LABELS, "split": SPLITS, "loss": LOSSES,
-            "augmentation": AUGMENTATIONS}
+_REGISTRY_OF_AXIS = {"model": "models", "variant": "labels", "split": "splits",
+                     "loss": "losses", "augmentation": "augmentations"}
 
 
 def read_settings(config: pytest.Config) -> RunSettings:
@@ -269,6 +264,7 @@ class FerBenchSession:
         self._default_models: tuple[str, ...] | None = None
         self.progress = GridProgress(config)
         self.used = False
+        self.errors: list[str] = []                    # bad options / markers found in collection
         self.records: list[Any] = []                   # CellRecord of every cell reported
         self.untimed: list[dict[str, Any]] = []        # failed before their first epoch
         self.experiments: dict[str, str] = {}          # experiment name -> title
@@ -333,6 +329,8 @@ class FerBenchSession:
 
     # ---------------------------------------------------------------- hooks
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        if self.errors:
+            raise pytest.UsageError("fer_bench: " + "; ".join(dict.fromkeys(self.errors)))
         cells = [item for item in items if CELL_FIXTURE in getattr(item, "fixturenames", ())]
         if not cells:
             return
@@ -437,10 +435,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             continue
         try:
             values = state.axis_values(axis, metafunc.definition)
-        except pytest.UsageError:
-            raise
         except Exception as exc:
-            raise pytest.UsageError(f"fer_bench: {metafunc.definition.nodeid}: {exc}") from None
+            # Raised inside a collector it would become a collection traceback; reported
+            # once collection ends as one usage error instead.
+            message = str(exc).removeprefix("fer_bench: ")
+            state.errors.append(message if isinstance(exc, pytest.UsageError)
+                                else f"{metafunc.definition.nodeid}: {message}")
+            return
         if axis in ALWAYS_PARAMETRISED or len(values) > 1:
             ids = [axis_token(axis, getattr(v, "name", v)) for v in values]
             metafunc.parametrize(fixture, values, ids=ids)

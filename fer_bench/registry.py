@@ -187,6 +187,13 @@ class Registry(Generic[T]):
             result.append(loaded)
         return result
 
+    def __iter__(self):
+        """Iterates over the sorted names (nothing imported)."""
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._discover())
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._discover()
 

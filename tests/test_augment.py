@@ -61,7 +61,7 @@ def test_rotate_in_chunks_equals_one_pass(faces):
 def test_expand_sizes_targets_and_blocks(faces, name):
     images, targets = faces
     out_images, out_targets = expand_static(images, targets, name, seed=0)
-    factor = AUGMENTATIONS[name]
+    factor = AUGMENTATIONS.get(name).multiple
     count = images.shape[0]
     assert out_images.shape == (factor * count, 48, 48) and out_images.dtype == torch.uint8
     assert out_targets.shape == (factor * count, 8)

@@ -16,8 +16,9 @@ from fer_bench.data.clean import subset
 from fer_bench.data.schema import EMOTIONS
 from fer_bench.record import CellRecord
 from fer_bench.registry import ModelSpec
-from fer_bench.tasks import Task, build_task_data
+from fer_bench.tasks import build_task_data
 from fer_bench.training.runner import EpochReport, resolve_config, run_cell
+from tests.cells import make_cell, rebind
 
 BATCH = 64
 
@@ -49,14 +50,14 @@ def small_clean(ferplus_clean):
 
 @pytest.fixture(scope="module")
 def task_data(small_clean):
-    return build_task_data(small_clean, Task(3, "ordinary", 0))
+    return build_task_data(small_clean, make_cell(tiny_spec(), small_clean, nhot=3))
 
 
 @pytest.fixture(scope="module")
 def two_epoch_record(task_data):
     reports: list[EpochReport] = []
     config = resolve_config(tiny_spec(), epochs=2)
-    record = run_cell(tiny_spec(), task_data, config, device="cpu", on_epoch=reports.append,
+    record = run_cell(tiny_spec(), rebind(task_data, tiny_spec(), config), device="cpu", on_epoch=reports.append,
                       profile="unit")
     return record, reports, config
 
@@ -69,9 +70,7 @@ def test_task_data_shapes_and_nhot_targets(task_data, small_clean):
     assert torch.allclose(task_data.train_targets.sum(dim=1), torch.ones(task_data.n_train))
     assert int((task_data.test_dist > 0).sum(dim=1).max()) > 3           # test keeps full dists
     assert task_data.test_complexity.dtype == torch.int64
-    assert Task(3, "complex", 0).id == "n3-complex-s0"
-    with pytest.raises(ValueError, match="nhot"):
-        Task(9, "ordinary", 0)
+    assert task_data.cell.id == "tiny-n3-ordinary-s0"
 
 
 def test_record_holds_every_field(two_epoch_record, task_data):
@@ -99,7 +98,7 @@ def test_record_holds_every_field(two_epoch_record, task_data):
     assert record.dataset_label == task_data.dataset_label
     assert record.dataset_fingerprint == task_data.dataset_fingerprint
     assert record.split_fingerprint == task_data.split_fingerprint
-    assert record.config == config.to_dict() and record.config_hash == config.digest()
+    assert record.config == config.to_dict() and record.cell == task_data.cell.with_axes(recipe=config)
     assert record.config["lr"] == 3e-3 and record.config["batch_size"] == BATCH
     assert record.profile == "unit"
     assert set(record.versions) == {"fer_bench", "torch", "timm", "numpy", "python"}
@@ -124,7 +123,7 @@ def test_predictions_agree_with_correctness(two_epoch_record, task_data):
 
 def test_same_cell_twice_is_identical(two_epoch_record, task_data):
     first, _, config = two_epoch_record
-    again = run_cell(tiny_spec(), task_data, config, device="cpu")
+    again = run_cell(tiny_spec(), rebind(task_data, tiny_spec(), config), device="cpu")
     assert again.val_acc == first.val_acc and again.test_acc == first.test_acc
     assert again.train_loss == first.train_loss
     assert again.test_predictions == first.test_predictions
@@ -132,14 +131,14 @@ def test_same_cell_twice_is_identical(two_epoch_record, task_data):
 
 def test_other_seed_trains_differently(small_clean, two_epoch_record):
     first, _, config = two_epoch_record
-    other = run_cell(tiny_spec(), build_task_data(small_clean, Task(3, "ordinary", 1)), config)
+    other = run_cell(tiny_spec(), build_task_data(small_clean, make_cell(tiny_spec(), small_clean, seed=1, config=config)))
     assert other.split_fingerprint != first.split_fingerprint
     assert other.train_loss != first.train_loss
 
 
 def test_pld_with_rotation_augmentation_trains_four_times_the_images(task_data):
     config = resolve_config(tiny_spec(), epochs=1, loss="pld", augmentation="flip_rot20")
-    record = run_cell(tiny_spec(), task_data, config)
+    record = run_cell(tiny_spec(), rebind(task_data, tiny_spec(), config))
     assert record.status == "ok", record.error
     batches = (4 * task_data.n_train) // BATCH
     assert record.train_images_per_s * record.epoch_times_s[0] == pytest.approx(batches * BATCH)
@@ -200,7 +199,7 @@ class OOMNet(TinyNet):
 ])
 def test_model_failures_become_failed_records(task_data, factory, name, expected):
     config = resolve_config(tiny_spec(), epochs=2)
-    record = run_cell(tiny_spec(name, factory), task_data, config)
+    record = run_cell(tiny_spec(name, factory), rebind(task_data, tiny_spec(name, factory), config))
     assert record.status == "failed"
     assert record.error is not None
     assert re.search(expected, record.error), record.error
@@ -221,13 +220,13 @@ def test_nan_in_second_epoch_keeps_the_first(task_data):
             return out
 
     config = resolve_config(tiny_spec(), epochs=3)
-    record = run_cell(tiny_spec("late", LateNaN), task_data, config)
+    record = run_cell(tiny_spec("late", LateNaN), rebind(task_data, tiny_spec("late", LateNaN), config))
     assert record.status == "failed"
     assert record.error == "NaN loss at epoch 2, batch 3 for model late"
     assert len(record.val_acc) == 1 and record.best_val_epoch == 1
     assert record.acc_honest == record.test_acc[0] and record.test_predictions
     # and the runner goes on: the next cell trains normally
-    assert run_cell(tiny_spec(), task_data, resolve_config(tiny_spec(), epochs=1)).status == "ok"
+    assert run_cell(tiny_spec(), rebind(task_data, tiny_spec(), resolve_config(tiny_spec(), epochs=1))).status == "ok"
 
 
 def test_validation_and_test_keep_full_distributions(task_data, small_clean):
@@ -263,7 +262,7 @@ def test_counts_training_batches_and_pld_redraws_every_epoch(task_data, monkeypa
 
     monkeypatch.setattr(runner, "draw_one_hot", spy)
     config = resolve_config(tiny_spec(), epochs=2, loss="pld", augmentation="flip_rot20")
-    record = run_cell(tiny_spec("counter", CountingNet), task_data, config)
+    record = run_cell(tiny_spec("counter", CountingNet), rebind(task_data, tiny_spec("counter", CountingNet), config))
     assert record.status == "ok", record.error
     assert CountingNet.training_batches == 2 * ((4 * task_data.n_train) // BATCH)
     assert len(draws) == 2 and not torch.equal(draws[0], draws[1])
@@ -283,7 +282,7 @@ def test_nan_only_in_evaluation_fails_the_cell(task_data):
                 return out
             return out * float("nan") if self.has_trained else out
 
-    record = run_cell(tiny_spec("evalnan", EvalNaN), task_data, resolve_config(tiny_spec(), epochs=1))
+    record = run_cell(tiny_spec("evalnan", EvalNaN), rebind(task_data, tiny_spec("evalnan", EvalNaN), resolve_config(tiny_spec(), epochs=1)))
     assert record.status == "failed"
     assert record.error == "non-finite outputs in evaluation after epoch 1 for model evalnan"
 

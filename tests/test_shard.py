@@ -9,57 +9,28 @@ import pytest
 # Imported here, before any in-process pytest run: pytester restores sys.modules after each
 # run, and torch cannot be imported a second time in one process.
 import fer_bench.registry  # noqa: F401  (imports torch)
-from fer_bench.profiles import (
-    GridCell,
-    build_grid,
-    parse_int_list,
-    parse_name_list,
-    parse_shard,
-    select_shard,
-)
+import fer_bench.training.runner  # noqa: F401  (the registries that import torch)
+from fer_bench.profiles import parse_int_list, parse_name_list, parse_shard, select_shard
 
 pytest_plugins = ["pytester"]
 
-MODELS = ("vgg16", "alpha_net", "small_cnn")
-NHOTS = tuple(range(1, 9))
-SPLITS = ("ordinary", "complex")
-SEEDS = (0, 1)
-
-
-def full_grid() -> list[GridCell]:
-    return build_grid(MODELS, NHOTS, SPLITS, SEEDS)
-
-
-def test_grid_is_every_combination_sorted_model_split_nhot_seed():
-    cells = full_grid()
-    assert len(cells) == len(MODELS) * len(NHOTS) * len(SPLITS) * len(SEEDS) == 96
-    keys = [(c.model, c.split, c.nhot, c.seed) for c in cells]
-    assert keys == sorted(keys)
-    assert cells[0].id == "alpha_net-n1-complex-s0"
-    assert cells[1].id == "alpha_net-n1-complex-s1"
-    assert cells[2].id == "alpha_net-n2-complex-s0"
-
-
-def test_grid_order_does_not_depend_on_input_order():
-    shuffled = build_grid(tuple(reversed(MODELS)), (8, 3, 1, 2, 7, 6, 5, 4), ("complex", "ordinary"), (1, 0))
-    assert shuffled == full_grid()
+CELLS = [f"{m}-n{n}-{s}-s{seed}" for m in ("vgg16", "alpha_net", "small_cnn")
+         for n in range(1, 9) for s in ("ordinary", "complex") for seed in (0, 1)]
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5, 7])
 def test_shards_cover_the_grid_exactly_once(count):
-    cells = full_grid()
-    shards = [select_shard(cells, (index, count)) for index in range(1, count + 1)]
+    shards = [select_shard(CELLS, (index, count)) for index in range(1, count + 1)]
     merged = [cell for shard in shards for cell in shard]
-    assert sorted(merged) == cells                   # every cell, none twice
-    assert len(set(merged)) == len(cells)
+    assert sorted(merged) == sorted(CELLS)           # every cell, none twice
+    assert len(set(merged)) == len(CELLS)
     sizes = [len(shard) for shard in shards]
     assert max(sizes) - min(sizes) <= 1              # balanced
 
 
 def test_shard_takes_every_nth_cell():
-    cells = full_grid()
-    assert select_shard(cells, (2, 3)) == cells[1::3]
-    assert select_shard(cells, None) == cells
+    assert select_shard(CELLS, (2, 3)) == CELLS[1::3]
+    assert select_shard(CELLS, None) == CELLS
 
 
 @pytest.mark.parametrize("text", ["0/2", "3/2", "1-2", "a/b", "1/2/3", "", "1/0"])
@@ -119,8 +90,8 @@ def test_pytest_shards_partition_the_collected_grid(grid_dir):
     everything = collected_ids(grid_dir)
     assert len(everything) == 2 * 3 * 2                      # models x N x splits
     assert everything == collected_ids(grid_dir)              # same order every time
-    assert everything[0] == "shard_net_a-n1-complex-s0"
-    assert everything[-1] == "shard_net_b-n8-ordinary-s0"
+    assert everything[0] == "shard_net_b-n1-ordinary-s0"       # the options' order
+    assert everything[-1] == "shard_net_a-n8-complex-s0"
     for count in (2, 3):
         shards = [collected_ids(grid_dir, "--fer-shard", f"{i}/{count}") for i in range(1, count + 1)]
         merged = [cell for shard in shards for cell in shard]
@@ -132,6 +103,17 @@ def test_pytest_bad_shard_is_a_usage_error(grid_dir):
     result = grid_dir.runpytest_inprocess("--collect-only", "--fer-shard", "4/3")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*fer_bench*--fer-shard*need 1 <= i <= n*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+
+
+def test_shard_splits_every_collected_module_together(grid_dir):
+    grid_dir.makepyfile(test_other=TEST_MODULE.replace("test_cell", "test_other_cell"))
+    result = grid_dir.runpytest_inprocess(
+        "--collect-only", "-q", "--fer-models", "shard_net_a", "--fer-nhot", "1,2,8",
+        "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--fer-shard", "1/2")
+    lines = [line for line in result.outlines if "::" in line]
+    assert len(lines) == 6                                    # 12 cells over two modules, halved
+    assert any("test_other.py" in line for line in lines) and any("test_grid.py" in line for line in lines)
 
 
 def test_shard_from_environment_variable(grid_dir, monkeypatch):

@@ -6,8 +6,8 @@ from __future__ import annotations
 from fer_bench.data.clean import subset
 from fer_bench.registry import get_model, list_models
 from fer_bench.store import ResultStore
-from fer_bench.tasks import Task
 from fer_bench.training.runner import get_or_run_cell, resolve_config
+from tests.cells import make_cell
 from tests.plugin_pkg import TINY_FACTORY_BODY, make_entry_point_package
 
 
@@ -26,11 +26,11 @@ def test_throwaway_package_is_listed_and_trained_like_a_baseline(tmp_path, monke
 
     data = subset(ferplus_clean, 800, seed=0)
     store = ResultStore(tmp_path / "results")
-    task = Task(nhot=3, split="complex", seed=0)
     records = {}
     for model_spec in (spec, baseline):
         config = resolve_config(model_spec, epochs=1, batch_size=32)
-        record, from_store = get_or_run_cell(store, model_spec, data, task, config, device="cpu")
+        cell = make_cell(model_spec, data, nhot=3, split="complex", config=config)
+        record, from_store = get_or_run_cell(store, model_spec, data, cell, device="cpu")
         assert not from_store
         records[model_spec.name] = record
 
@@ -45,6 +45,7 @@ def test_throwaway_package_is_listed_and_trained_like_a_baseline(tmp_path, monke
         p.numel() for p in get_model("acme_tiny").factory().parameters())
     assert len(third_party.predictions()) == third_party.n_test
     # And it is stored like any other cell.
-    again, from_store = get_or_run_cell(store, spec, data, task,
-                                        resolve_config(spec, epochs=1, batch_size=32), device="cpu")
+    cell = make_cell(spec, data, nhot=3, split="complex",
+                     config=resolve_config(spec, epochs=1, batch_size=32))
+    again, from_store = get_or_run_cell(store, spec, data, cell, device="cpu")
     assert from_store and again.to_dict() == third_party.to_dict()

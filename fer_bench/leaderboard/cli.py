@@ -10,6 +10,7 @@ from rich.console import Console
 
 from fer_bench.console import wide_console
 from fer_bench.errors import DataError
+from fer_bench.fileio import atomic_write_text
 from fer_bench.leaderboard.load import load_results
 from fer_bench.leaderboard.markdown import write_markdown
 from fer_bench.leaderboard.plots import plot_accuracy_by_complexity, plot_accuracy_vs_n
@@ -38,10 +39,7 @@ def leaderboard_command(args: argparse.Namespace, console: Console | None = None
     out.mkdir(parents=True, exist_ok=True)
     plot_accuracy_vs_n(loaded.records, out / ACCURACY_VS_N_PNG, loaded.provenance)
     plot_accuracy_by_complexity(loaded.records, out / ACCURACY_BY_COMPLEXITY_PNG, loaded.provenance)
-    merged = out / MERGED_JSON
-    tmp = merged.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(loaded.merged_document(), indent=2), encoding="utf-8")
-    tmp.replace(merged)
+    merged = atomic_write_text(out / MERGED_JSON, json.dumps(loaded.merged_document(), indent=2))
     readme = write_markdown(loaded.records, loaded.provenance, out,
                             plots=[ACCURACY_VS_N_PNG, ACCURACY_BY_COMPLEXITY_PNG])
     console.print(f"wrote {readme}, {out / ACCURACY_VS_N_PNG}, {out / ACCURACY_BY_COMPLEXITY_PNG}, {merged}")

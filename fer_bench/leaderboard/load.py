@@ -11,13 +11,20 @@ first epoch: pytest-benchmark keeps no entry for them, yet they are cells and ar
 as failed. Benchmarks without ``extra_info.fer_bench`` (e.g. a throughput benchmark) are
 ignored.
 
-Merging rule: a cell is keyed by (model, nhot, split, seed, config_hash,
-dataset_fingerprint). The same key in two places is accepted only when the two records
-are *identical*, meaning equal ``CellRecord.to_dict()``. What lies outside the record
+Input contract additions (record schema 2): ``extra_info`` also holds ``experiment`` (the
+benchmark module's experiment) and ``timing``; the top-level ``fer_bench`` block holds
+``experiments`` = {name: title}.
+
+Merging rule: a cell is keyed by (``record.cell.digest()``, ``record.experiment``): its
+complete identity (``fer_bench.cell.Cell``: model and release, variant, split, seed,
+recipe, dataset fingerprint, device type, precision, protocol) and the experiment it was
+reported for. The same key in two places is accepted only when the two records are
+*identical*, meaning equal ``CellRecord.to_dict()``. What lies outside the record
 (pytest-benchmark's timing ``stats``, ``from_store``, the file's machine info) is allowed
 to differ: a shard that re-used a stored cell reports ``from_store=True`` and its own
 pytest timing, yet it is the same result. Anything else is a conflict and raises
-``DataError`` naming both files.
+``DataError`` naming both files. The same cell under two experiments is two entries (it
+shows in both sections).
 """
 
 from __future__ import annotations
@@ -32,15 +39,19 @@ from typing import Any
 import pandas as pd
 
 from fer_bench.errors import DataError
-from fer_bench.record import CellRecord
+from fer_bench.record import SCHEMA_VERSION, CellRecord
 
-CellKey = tuple[str, int, str, int, str, str]
+CellKey = tuple[str, str]
 
 
 def cell_key(record: CellRecord) -> CellKey:
-    """The identity of a cell across shards: (model, nhot, split, seed, config_hash, dataset_fingerprint)."""
-    return (record.model, record.nhot, record.split, record.seed,
-            record.config_hash, record.dataset_fingerprint)
+    """The key of a cell across shards: (``record.cell.digest()``, ``record.experiment``)."""
+    return (record.cell.digest(), record.experiment)
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Top-level fields of two record dicts that differ (for the conflict message)."""
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
 
 
 @dataclass
@@ -82,11 +93,12 @@ class LoadedResults:
         """Merge one record; False when an identical copy is already there."""
         key = cell_key(record)
         if key in self._by_key:
-            if self._by_key[key].to_dict() != record.to_dict():
+            first, again = self._by_key[key].to_dict(), record.to_dict()
+            if first != again:
                 raise DataError(
-                    f"conflicting results for cell {record.cell_id} "
-                    f"(config {record.config_hash}, dataset {record.dataset_fingerprint}): "
-                    f"{self.sources[key]} and {path} hold different records"
+                    f"conflicting results for cell {record.cell_id} (experiment "
+                    f"{record.experiment!r}, identity {key[0]}): {self.sources[key]} and {path} "
+                    f"hold different records (fields differ: {', '.join(_differences(first, again))})"
                 )
             return False
         self._by_key[key] = record
@@ -120,6 +132,11 @@ def _record_of(entry: Any, path: Path, index: int) -> CellRecord | None:
     name = entry.get("name", f"benchmarks[{index}]")
     if not isinstance(payload, dict):
         raise DataError(f"{path}: benchmark {name!r}: extra_info.fer_bench is not an object")
+    if payload.get("schema_version") != SCHEMA_VERSION:
+        raise DataError(
+            f"{path}: benchmark {name!r}: record schema_version {payload.get('schema_version')!r} "
+            f"was written by another fer_bench (this one reads {SCHEMA_VERSION}: the complete "
+            "cell identity); re-run the benchmarks with this version")
     try:
         return CellRecord.from_dict(payload)
     except (TypeError, ValueError) as exc:
@@ -174,34 +191,44 @@ def load_results(paths: Sequence[str | Path]) -> LoadedResults:
 
 
 def records_frame(records: Iterable[CellRecord]) -> pd.DataFrame:
-    """One row per cell with the scalar fields the leaderboard uses.
+    """One row per record with the scalar fields the leaderboard uses.
 
-    Columns: model, nhot, split, seed, status, acc_honest, acc_optimistic (fractions in
-    [0, 1], NaN when failed), median_epoch_s (seconds), train_images_per_s,
-    peak_memory_bytes, memory_kind, params, n_test, dataset_label, profile, config_hash,
-    dataset_fingerprint, split_fingerprint, cell_id.
+    Columns: experiment, model, variant, nhot (None for a non-N-hot variant), split, seed,
+    status, acc_honest, acc_optimistic (fractions in [0, 1], NaN when failed),
+    median_epoch_s (seconds), train_images_per_s, peak_memory_bytes, memory_kind, params,
+    n_test, dataset_label, profile, the identity axes dataset (fingerprint), device_type,
+    precision, protocol, model_release, loss, augmentation, init, epochs, then
+    split_fingerprint, cell_id and cell_digest (``Cell.digest``).
     """
     rows = []
     for record in records:
         times = record.epoch_times_s
         median_epoch = float(pd.Series(times, dtype=float).median()) if times else float("nan")
+        cell = record.cell
         rows.append({
-            "model": record.model, "nhot": record.nhot, "split": record.split,
-            "seed": record.seed, "status": record.status,
+            "experiment": record.experiment, "model": record.model, "variant": record.variant,
+            "nhot": record.nhot, "split": record.split, "seed": record.seed,
+            "status": record.status,
             "acc_honest": _num(record.acc_honest), "acc_optimistic": _num(record.acc_optimistic),
             "median_epoch_s": median_epoch,
             "train_images_per_s": _num(record.train_images_per_s),
             "peak_memory_bytes": _num(record.peak_memory_bytes),
             "memory_kind": record.memory_kind, "params": _num(record.params),
             "n_test": record.n_test, "dataset_label": record.dataset_label,
-            "profile": record.profile, "config_hash": record.config_hash,
-            "dataset_fingerprint": record.dataset_fingerprint,
+            "profile": record.profile, "dataset": cell.dataset,
+            "device_type": cell.device_type, "precision": cell.precision,
+            "protocol": cell.protocol, "model_release": cell.model_release,
+            "loss": cell.recipe.loss, "augmentation": cell.recipe.augmentation,
+            "init": cell.recipe.init, "epochs": cell.recipe.epochs,
             "split_fingerprint": record.split_fingerprint, "cell_id": record.cell_id,
+            "cell_digest": cell.digest(),
         })
-    columns = ["model", "nhot", "split", "seed", "status", "acc_honest", "acc_optimistic",
-               "median_epoch_s", "train_images_per_s", "peak_memory_bytes", "memory_kind",
-               "params", "n_test", "dataset_label", "profile", "config_hash",
-               "dataset_fingerprint", "split_fingerprint", "cell_id"]
+    columns = ["experiment", "model", "variant", "nhot", "split", "seed", "status",
+               "acc_honest", "acc_optimistic", "median_epoch_s", "train_images_per_s",
+               "peak_memory_bytes", "memory_kind", "params", "n_test", "dataset_label",
+               "profile", "dataset", "device_type", "precision", "protocol", "model_release",
+               "loss", "augmentation", "init", "epochs", "split_fingerprint", "cell_id",
+               "cell_digest"]
     return pd.DataFrame(rows, columns=columns)
 
 

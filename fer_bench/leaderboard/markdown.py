@@ -1,5 +1,8 @@
 """The published leaderboard: ``<out>/README.md`` rendered from the same tables as the terminal.
 
+One ``##`` section per experiment, one table per split (accuracy, its notes, cost), then the
+plots, the study's own numbers beside ours, and the provenance.
+
 Safety: every text that comes from a results file (model names, commands, versions,
 device names, ...) goes through ``escape_markdown`` so it can neither break a table row
 nor inject HTML or markdown links/emphasis.
@@ -14,18 +17,18 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from fer_bench.leaderboard.stats import mean_ci
+from fer_bench.leaderboard.rows import RowSummary, summarize
+from fer_bench.leaderboard.stats import SINGLE_RUN, TABLE2_THRESHOLD, mean_ci
 from fer_bench.leaderboard.table import (
-    BEST_COLUMN,
     MISSING,
-    TEST_COLUMN,
-    build_tables,
+    build_sections,
     format_accuracy,
-    nhot_column,
+    format_cell,
     run_labels,
     split_columns,
     table_title,
 )
+from fer_bench.fileio import atomic_write_text
 from fer_bench.record import CellRecord
 
 _ESCAPES = {
@@ -63,17 +66,32 @@ HONEST_NOTE = (
 )
 
 STATS_NOTE = (
-    "Cells: mean ± half-width of the two-sided 95% t confidence interval over seeds (no "
-    "interval with one seed). **Bold** = best N of the row (highest mean honest accuracy; ties "
-    "go to the smaller N). Gain = best N's mean minus 1-hot's mean, in percentage points. "
-    "p: paired t-test over seeds when 3 or more seeds pair up; with 2 seeds no test is run "
-    "(shown as n<3); with one seed McNemar's test on the per-image correctness of the two cells "
-    "(exact binomial test when fewer than 25 images disagree, chi-square with continuity "
-    "correction otherwise). Because best N is chosen after seeing every N, its p-value is "
-    "Bonferroni-adjusted: multiplied by the number of N values it was chosen from besides "
-    "1-hot (capped at 1). Failed cells are shown as failed and never averaged. Costs: median "
-    "epoch time over every epoch of the row, median training images/s, peak memory (cuda = "
-    "accelerator, host_rss = host resident memory), parameters in millions."
+    "Sections: one per experiment. Rows: one per identity (model, recipe, data, device and "
+    "precision, protocol, model release); seeds are the only thing a row averages over, and a "
+    "row's label names every axis that varies among the rows of its table. Cells: mean ± "
+    "half-width of the two-sided 95% t confidence interval over seeds (no interval with one "
+    "seed). **Bold** = best N of the row (highest mean honest accuracy; ties go to the smaller "
+    "N). Every gain is the mean of the paired differences over the seeds both cells share, in "
+    "percentage points. p: paired t-test over those seeds when 3 or more pair up; with 2 seeds "
+    "no test is run (shown as n<3); with one seed McNemar's test on the per-image correctness "
+    "of the two cells (exact binomial test when fewer than 25 images disagree, chi-square with "
+    f"continuity correction otherwise), labelled \"{SINGLE_RUN}\": it compares two trained "
+    "networks, not two training procedures. Because best N is chosen after seeing every N, its "
+    "p-value is Bonferroni-adjusted: multiplied by the number of N values it was chosen from "
+    "besides 1-hot (capped at 1). *8-hot vs 1-hot* is the study's pre-specified question and "
+    "is not adjusted. Failed cells are shown as failed and never averaged. Augmentation rows "
+    "also show the report's Table 2 statistics at 8-hot, averaged over seeds: highest test "
+    "accuracy over epochs, 75th percentile of the per-epoch test accuracy, and the number of "
+    f"epochs with test accuracy above {100 * TABLE2_THRESHOLD:g}%. Costs: median epoch time over "
+    "every epoch of the row, median training images/s, peak memory (cuda = accelerator, "
+    "host_rss = host resident memory), parameters in millions."
+)
+
+STUDY_CAVEAT = (
+    "The study trained with its own set-up: VGG16 on Base+Flip+Rotate ±20 with MSE, DAN at "
+    "224x224 input, ImageNet pre-training where a model had it, 40 epochs (DAN 60). Our rows "
+    "may use other input sizes, pre-training, epochs and augmentation (see *our recipe*), so "
+    "the numbers agree in meaning only where the recipes agree."
 )
 
 
@@ -87,39 +105,50 @@ def _markdown_row(cells: Sequence[str]) -> str:
 
 
 def frame_to_markdown(frame: pd.DataFrame, columns: Sequence[str] | None = None) -> str:
-    """``columns`` (default all) of a ``build_tables`` frame -> a GitHub markdown table,
-    the best N cell in bold."""
+    """``columns`` (default all) of a display frame -> a GitHub markdown table, the best N
+    cell in bold."""
     columns = list(frame.columns if columns is None else columns)
     header = [escape_markdown(frame.index.name or "")] + [escape_markdown(c) for c in columns]
-    align = ["---" if column == TEST_COLUMN else "---:" for column in columns]
+    text_columns = set(frame.attrs.get("text_columns", ()))
+    align = ["---" if column in text_columns else "---:" for column in columns]
     lines = [_markdown_row(header), _markdown_row(["---", *align])]
+    best = frame.attrs.get("best", {})
     for label, row in frame.iterrows():
-        best = row[BEST_COLUMN]
-        best_column = nhot_column(int(best)) if best != MISSING else None
         cells = [escape_markdown(label)]
         for column in columns:
             text = escape_markdown(row[column])
-            cells.append(f"**{text}**" if column == best_column else text)
+            cells.append(f"**{text}**" if column == best.get(label) else text)
         lines.append(_markdown_row(cells))
     return "\n".join(lines)
 
 
+def _recipe_text(row: RowSummary) -> str:
+    identity = row.identity
+    return (f"aug={identity['augmentation']}, loss={identity['loss']}, init={identity['init']}, "
+            f"{identity['epochs']} epochs, input {identity['input_size']} px, "
+            f"{identity['device_type']}/{identity['precision']}")
+
+
 def _study_comparison(records: Sequence[CellRecord]) -> str:
-    """The study's 8-hot ordinary figures beside ours for the models both have (by name)."""
+    """The study's 8-hot ordinary figures beside each of our ordinary rows with an 8-hot cell
+    of the models both have (by name); one line per row, rows never pooled."""
     lines = [_markdown_row(["model", "study: ordinary, 8-hot (optimistic)",
                             "fer_bench: ordinary, 8-hot, optimistic",
-                            "fer_bench: ordinary, 8-hot, honest"]),
-             _markdown_row(["---", "---:", "---:", "---:"])]
+                            "fer_bench: ordinary, 8-hot, honest", "our recipe"]),
+             _markdown_row(["---", "---:", "---:", "---:", "---"])]
+    rows = summarize(records).get("ordinary", [])
     for model, study in STUDY_8HOT_ORDINARY.items():
-        ours = [r for r in records if r.split == "ordinary" and r.nhot == 8
-                and r.status == "ok" and r.model.lower() == model and r.acc_honest is not None]
+        ours = [row for row in rows if row.model.lower() == model
+                and row.at(8) is not None and not row.at(8).failed]
         if not ours:
-            lines.append(_markdown_row([model.upper(), f"{study:.2f}", "not run", "not run"]))
-            continue
-        optimistic = [r.acc_optimistic for r in ours if r.acc_optimistic is not None]
-        ours_optimistic = format_accuracy(*mean_ci(optimistic)) if optimistic else MISSING
-        ours_honest = format_accuracy(*mean_ci([r.acc_honest for r in ours]))
-        lines.append(_markdown_row([model.upper(), f"{study:.2f}", ours_optimistic, ours_honest]))
+            lines.append(_markdown_row([model.upper(), f"{study:.2f}", "not run", "not run", MISSING]))
+        for row in ours:
+            cell = row.at(8)
+            optimistic = [r.acc_optimistic for r in cell.ok.values() if r.acc_optimistic is not None]
+            ours_optimistic = format_accuracy(*mean_ci(optimistic)) if optimistic else MISSING
+            lines.append(_markdown_row([escape_markdown(row.label), f"{study:.2f}", ours_optimistic,
+                                        escape_markdown(format_cell(cell)),
+                                        escape_markdown(_recipe_text(row))]))
     return "\n".join(lines)
 
 
@@ -151,6 +180,24 @@ def _provenance_lines(records: Sequence[CellRecord],
     return lines
 
 
+def _section_parts(records: Sequence[CellRecord],
+                   provenance: Sequence[Mapping[str, Any]]) -> list[str]:
+    parts: list[str] = []
+    for section in build_sections(records, provenance):
+        parts += [f"## {escape_markdown(section.heading)}", ""]
+        data_label, profile = run_labels(section.records, provenance)
+        for split, frame in section.frames.items():
+            accuracy_columns, cost_columns = split_columns(frame)
+            parts += [f"### {escape_markdown(table_title(split, data_label, profile))}", "",
+                      frame_to_markdown(frame, accuracy_columns), ""]
+            notes = list(frame.attrs.get("notes", ()))
+            if notes:
+                parts += [*(f"> Note: {escape_markdown(note)}" for note in notes), ""]
+            parts += [f"#### {escape_markdown(split)} split: cost", "",
+                      frame_to_markdown(frame, cost_columns), ""]
+    return parts
+
+
 def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, Any]],
                     study_numbers: bool = True, plots: Sequence[str] = ()) -> str:
     """The whole leaderboard page as markdown text.
@@ -160,20 +207,15 @@ def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[
     figures in a separate, labelled section.
     """
     data_label, profile = run_labels(records, provenance)
-    frames = build_tables(records)
     parts = ["# fer_bench leaderboard", ""]
-    if "ferplus" not in data_label:
-        parts += [f"> **Data: {escape_markdown(data_label)}, not FERPlus.** These numbers test the "
-                  "pipeline; they say nothing about how the models do on real faces.", ""]
+    if data_label != "ferplus":
+        parts += [f"> **Data: {escape_markdown(data_label)}, not (only) FERPlus.** Numbers on "
+                  "other data test the pipeline; they say nothing about how the models do on "
+                  "real faces.", ""]
     if "smoke" in profile:
         parts += ["> **Profile: smoke.** Few epochs on a small slice; not comparable with the study.", ""]
     parts += [HONEST_NOTE, "", STATS_NOTE, ""]
-    for split, frame in frames.items():
-        accuracy_columns, cost_columns = split_columns(frame)
-        parts += [f"## {escape_markdown(table_title(split, data_label, profile))}", "",
-                  frame_to_markdown(frame, accuracy_columns), "",
-                  f"### {escape_markdown(split)} split: cost", "",
-                  frame_to_markdown(frame, cost_columns), ""]
+    parts += _section_parts(records, provenance)
     for name in plots:
         parts += [f"![{escape_markdown(Path(name).stem.replace('_', ' '))}]({quote(name)})", ""]
     if study_numbers:
@@ -184,16 +226,13 @@ def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[
                   _markdown_row(["what (the study)", "reported"]), _markdown_row(["---", "---"])]
         parts += [_markdown_row([escape_markdown(what), escape_markdown(value)]) for what, value in STUDY_ROWS]
         parts += ["", "### The study beside fer_bench (ordinary split, 8-hot)", "",
-                  _study_comparison(records), ""]
+                  STUDY_CAVEAT, "", _study_comparison(records), ""]
     parts += ["## Provenance", "", *_provenance_lines(records, provenance), ""]
     return "\n".join(parts)
 
 
 def write_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, Any]],
                    out_dir: str | Path, plots: Sequence[str] = ()) -> Path:
-    """Write ``<out_dir>/README.md`` (creating the folder) and return its path."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "README.md"
-    path.write_text(render_markdown(records, provenance, plots=plots), encoding="utf-8")
-    return path
+    """Write ``<out_dir>/README.md`` atomically (creating the folder) and return its path."""
+    path = Path(out_dir) / "README.md"
+    return atomic_write_text(path, render_markdown(records, provenance, plots=plots))

@@ -1,9 +1,13 @@
 """Leaderboard plots (matplotlib, Agg backend: no display needed).
 
-* ``plot_accuracy_vs_n``: honest accuracy against N per model, ordinary solid, complex
-  dashed, official dotted, with 95% CI bands where a cell has >= 2 seeds (report Fig. 28/29).
+Both plots draw the rows of every experiment together (a cell reported for two
+experiments counts once; rows are labelled as in the tables, by the axes that vary).
+
+* ``plot_accuracy_vs_n``: honest accuracy against N per row that has at least two N-hot
+  variants (a row of one variant is a point, not a curve), ordinary solid, complex dashed,
+  official dotted, with 95% CI bands where a cell has >= 2 seeds (report Fig. 28/29).
 * ``plot_accuracy_by_complexity``: one panel per split; grouped bars of honest accuracy by
-  complexity level X (number of emotions holding votes), each model at its best N on that
+  complexity level X (number of emotions holding votes), each row at its best N on that
   split, error bars = 95% CI over seeds.
 """
 
@@ -19,7 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from fer_bench.leaderboard.stats import mean_ci, summarize  # noqa: E402
+from fer_bench.leaderboard.rows import summarize  # noqa: E402
+from fer_bench.leaderboard.stats import mean_ci  # noqa: E402
 from fer_bench.leaderboard.table import run_labels  # noqa: E402
 from fer_bench.record import CellRecord  # noqa: E402
 
@@ -39,14 +44,15 @@ def _subtitle(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, A
 
 def plot_accuracy_vs_n(records: Sequence[CellRecord], path: str | Path,
                        provenance: Sequence[Mapping[str, Any]] = ()) -> Path:
-    """Write a PNG of mean honest accuracy (%) against N per model and split; return its path."""
-    tables = summarize(records)
+    """Write a PNG of mean honest accuracy (%) against N per row and split; return its path."""
+    tables = {split: [row for row in rows if len(row.nhot_cells()) >= 2]
+              for split, rows in summarize(records).items()}
     colors = _colors([row.label for rows in tables.values() for row in rows])
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=100)
     for split, rows in tables.items():
         style = SPLIT_STYLES.get(split, "-.")
         for row in rows:
-            cells = [c for c in row.cells.values() if not c.failed]
+            cells = [c for _, c in sorted(row.nhot_cells().items()) if not c.failed]
             if not cells:
                 continue
             n_values = np.array([c.nhot for c in cells])
@@ -59,19 +65,23 @@ def plot_accuracy_vs_n(records: Sequence[CellRecord], path: str | Path,
                                 alpha=0.15, linewidth=0)
     ax.set_xlabel("N (N-hot training labels)")
     ax.set_ylabel("honest test accuracy (%)")
-    all_n = [n for rows in tables.values() for row in rows for n in row.cells]
+    all_n = [n for rows in tables.values() for row in rows for n in row.nhot_cells()]
     ax.set_xticks(range(min(all_n, default=1), max(all_n, default=8) + 1))
     ax.grid(alpha=0.3)
     ax.set_title("Honest test accuracy vs N (solid: ordinary, dashed: complex; "
                  "bands: 95% CI over seeds)\n" + _subtitle(records, provenance), fontsize=10)
-    ax.legend(fontsize=8, loc="best")
+    if any(tables.values()):
+        ax.legend(fontsize=8, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no row with two or more N-hot variants", ha="center",
+                va="center", transform=ax.transAxes)
     fig.tight_layout()
     return _save(fig, path)
 
 
 def plot_accuracy_by_complexity(records: Sequence[CellRecord], path: str | Path,
                                 provenance: Sequence[Mapping[str, Any]] = ()) -> Path:
-    """Write a PNG of honest accuracy (%) by complexity level X, each model at its best N."""
+    """Write a PNG of honest accuracy (%) by complexity level X, each row at its best N."""
     tables = summarize(records)
     colors = _colors([row.label for rows in tables.values() for row in rows])
     n_panels = max(len(tables), 1)
@@ -81,13 +91,13 @@ def plot_accuracy_by_complexity(records: Sequence[CellRecord], path: str | Path,
         best_rows = [row for row in rows if row.best_n is not None]
         counts: dict[int, list[int]] = {}
         for row in best_rows:
-            for record in row.cells[row.best_n].ok.values():
+            for record in row.best_cell.ok.values():
                 for level, count in record.count_by_complexity.items():
                     counts.setdefault(int(level), []).append(int(count))
         levels = sorted(level for level, values in counts.items() if max(values) > 0)
         width = 0.8 / max(len(best_rows), 1)
         for i, row in enumerate(best_rows):
-            ok = row.cells[row.best_n].ok.values()
+            ok = row.best_cell.ok.values()
             heights, errors = [], []
             for level in levels:
                 values = [r.acc_by_complexity.get(str(level)) for r in ok]
@@ -104,9 +114,10 @@ def plot_accuracy_by_complexity(records: Sequence[CellRecord], path: str | Path,
         ax.set_ylabel("honest test accuracy (%)")
         ax.set_title(f"{split} split", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=8)
+        if best_rows:
+            ax.legend(fontsize=8)
     fig.suptitle("Honest test accuracy by complexity X (number of emotions with votes)\n"
-                 "each model at its best N on the split; error bars: 95% CI over seeds; "
+                 "each row at its best N on the split; error bars: 95% CI over seeds; "
                  "n = test images\n" + _subtitle(records, provenance), fontsize=10)
     fig.tight_layout()
     return _save(fig, path)

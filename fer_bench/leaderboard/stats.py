@@ -1,23 +1,28 @@
-"""Honest statistics for the leaderboard: confidence intervals, paired tests, best N.
+"""Honest statistics for the leaderboard: confidence intervals, paired tests, gains.
 
 Rules (documented choices):
 
-* A cell (model x N x split) is summarised over its seeds: mean honest accuracy and the
-  half-width of a two-sided t confidence interval (``mean_ci``). One seed: no interval.
+* A cell (one identity but the seed: model x variant x split x recipe x data x device ...)
+  is summarised over its seeds: mean honest accuracy and the half-width of a two-sided t
+  confidence interval (``mean_ci``). One seed: no interval.
 * Failed seeds are never averaged; a cell whose seeds all failed is "failed".
-* "Best N" of a row = the N with the highest mean honest accuracy (ties: the smaller N).
-* Gain = best N's mean minus 1-hot's mean (the numbers shown in the table). Its p-value
-  pairs the two cells by seed, over the seeds both have:
+* Every gain compares two cells of one row and is the mean of the paired differences over
+  the seeds *both* cells have (``compare_cells``), never a difference of means over two
+  different seed sets. Its p-value pairs the same seeds:
   - n >= 3 seeds: paired t-test (``scipy.stats.ttest_rel``, two-sided);
   - n == 2: no test, shown as "n<3" (a t-test with 1 degree of freedom is too weak to mean
     much, and pooling two seeds' images into one McNemar test would treat seeds as images);
   - n == 1: McNemar's test on the per-image tie-aware correctness of the two cells, which
-    must share the split fingerprint (``mcnemar_cells``).
+    must share the split fingerprint (``mcnemar_cells``). It treats the two trained networks
+    as fixed, so it is labelled ``SINGLE_RUN``: training variance is not included.
+* The augmentation experiment's report Table 2 statistics (``epoch_statistics``) are read
+  from the per-epoch test accuracies: highest, 75th percentile, epochs above a threshold.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -29,8 +34,10 @@ from fer_bench.record import CellRecord
 
 #: Below this many discordant pairs McNemar uses the exact binomial test.
 MCNEMAR_EXACT_BELOW = 25
-#: Display order of splits; others follow alphabetically.
-SPLIT_ORDER = ("ordinary", "complex", "official")
+#: Label of a one-seed McNemar p-value (the test column and the notes say it).
+SINGLE_RUN = "single run: training variance not included"
+#: Report Table 2 (4.3.1): "epochs with test accuracy above" this fraction.
+TABLE2_THRESHOLD = 0.85
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float | None]:
@@ -112,9 +119,9 @@ def mcnemar_cells(a: CellRecord, b: CellRecord) -> float:
 
 @dataclass
 class CellSummary:
-    """One model x N x split over its seeds. Accuracies are fractions in [0, 1]."""
+    """One row's cell of one variant (e.g. ``nhot-3``) over its seeds. Fractions in [0, 1]."""
 
-    nhot: int
+    variant: str
     ok: dict[int, CellRecord] = field(default_factory=dict)     # seed -> ok record
     n_failed: int = 0
     mean: float | None = None
@@ -122,8 +129,14 @@ class CellSummary:
     optimistic_mean: float | None = None
 
     @property
+    def nhot(self) -> int | None:
+        """N of an ``nhot-N`` variant, else None."""
+        match = re.fullmatch(r"nhot-(\d+)", self.variant)
+        return int(match.group(1)) if match else None
+
+    @property
     def failed(self) -> bool:
-        """True when no seed of the cell succeeded."""
+        """True when no seed succeeded (every seed failed)."""
         return not self.ok
 
     def honest_by_seed(self) -> dict[int, float]:
@@ -132,35 +145,32 @@ class CellSummary:
 
 @dataclass
 class GainSummary:
-    """Best N versus 1-hot. ``gain`` is a fraction (best mean - 1-hot mean)."""
+    """Cell ``a`` against cell ``b`` of one row, paired by seed.
 
-    gain: float
-    p_value: float | None  # Bonferroni-adjusted: raw p x ``comparisons``, capped at 1
-    method: str          # "paired t", "McNemar exact", "McNemar chi2", "n<3", "none"
+    ``gain``: mean of a - b over the shared seeds (fraction; None when they share none).
+    ``p_value``: Bonferroni-adjusted (raw p x ``comparisons``, capped at 1); None when no
+    test ran. ``method``: "paired t", "McNemar exact", "McNemar chi2", "n<3", "none"
+    (a cell against itself, or no per-image correctness), "no shared seed".
+    ``seeds``: the shared seeds the gain and p are computed over.
+    """
+
+    gain: float | None
+    p_value: float | None
+    method: str
     n_seeds: int
-    comparisons: int = 1  # N values best N was picked from, besides 1-hot
+    comparisons: int = 1
+    seeds: tuple[int, ...] = ()
+
+    @property
+    def single_run(self) -> bool:
+        """A one-seed McNemar test: training variance is not included (``SINGLE_RUN``)."""
+        return self.method.startswith("McNemar")
 
 
-@dataclass
-class RowSummary:
-    """One leaderboard row: a model (and config, when a model ran under several) on a split."""
-
-    label: str
-    model: str
-    config_hash: str
-    split: str
-    cells: dict[int, CellSummary]
-    best_n: int | None = None
-    gain: GainSummary | None = None
-    median_epoch_s: float | None = None
-    train_images_per_s: float | None = None
-    peak_memory_bytes: int | None = None
-    memory_kind: str | None = None
-    params: int | None = None
-
-
-def _summarise_cell(nhot: int, records: Iterable[CellRecord], confidence: float) -> CellSummary:
-    cell = CellSummary(nhot=nhot)
+def summarise_cell(variant: str, records: Iterable[CellRecord],
+                   confidence: float = 0.95) -> CellSummary:
+    """Summarise one variant's records (one per seed) of a row."""
+    cell = CellSummary(variant=variant)
     for record in records:
         if record.status == "ok" and record.acc_honest is not None:
             cell.ok[record.seed] = record
@@ -173,92 +183,51 @@ def _summarise_cell(nhot: int, records: Iterable[CellRecord], confidence: float)
     return cell
 
 
-def _gain(best: CellSummary, base: CellSummary, comparisons: int) -> GainSummary:
-    """Best N against 1-hot. Best N was picked after looking at ``comparisons`` candidates,
-    so the raw p-value is Bonferroni-adjusted (x ``comparisons``, capped at 1); without it
-    the maximum of several noisy gains would look significant too often."""
-    gain = float(best.mean) - float(base.mean)
-    if best.nhot == base.nhot:
-        return GainSummary(0.0, None, "none", len(best.ok), comparisons)
+def compare_cells(a: CellSummary, b: CellSummary, comparisons: int = 1) -> GainSummary:
+    """Cell ``a`` minus cell ``b`` over the seeds both have (see the module docstring).
+
+    ``comparisons`` > 1 when ``a`` was picked after looking at that many candidates (best
+    N): the raw p-value is then Bonferroni-adjusted (x ``comparisons``, capped at 1), since
+    the maximum of several noisy gains would look significant too often.
+    """
+    seeds = tuple(sorted(set(a.ok) & set(b.ok)))
+    if a.variant == b.variant:
+        return GainSummary(0.0, None, "none", len(seeds), comparisons, seeds)
+    if not seeds:
+        return GainSummary(None, None, "no shared seed", 0, comparisons, seeds)
 
     def adjusted(p_value: float | None) -> float | None:
         return None if p_value is None else min(1.0, p_value * comparisons)
 
-    seeds = sorted(set(best.ok) & set(base.ok))
+    gain, p_value = paired_gain(a.honest_by_seed(), b.honest_by_seed())
     if len(seeds) >= 3:
-        _, p_value = paired_gain(best.honest_by_seed(), base.honest_by_seed())
-        return GainSummary(gain, adjusted(p_value), "paired t", len(seeds), comparisons)
+        return GainSummary(gain, adjusted(p_value), "paired t", len(seeds), comparisons, seeds)
     if len(seeds) == 1:
-        a, b = best.ok[seeds[0]], base.ok[seeds[0]]
-        if not a.test_correct or not b.test_correct:
-            return GainSummary(gain, None, "none", 1, comparisons)
-        p_value = mcnemar_cells(a, b)
-        method = f"McNemar {mcnemar_method(a.correct(), b.correct())}"
-        return GainSummary(gain, adjusted(p_value), method, 1, comparisons)
-    return GainSummary(gain, None, "n<3" if seeds else "none", len(seeds), comparisons)
+        ra, rb = a.ok[seeds[0]], b.ok[seeds[0]]
+        if not ra.test_correct or not rb.test_correct:
+            return GainSummary(gain, None, "none", 1, comparisons, seeds)
+        p_value = mcnemar_cells(ra, rb)
+        method = f"McNemar {mcnemar_method(ra.correct(), rb.correct())}"
+        return GainSummary(gain, adjusted(p_value), method, 1, comparisons, seeds)
+    return GainSummary(gain, None, "n<3", len(seeds), comparisons, seeds)
 
 
-def _costs(row: RowSummary) -> None:
-    ok_records = [r for cell in row.cells.values() for r in cell.ok.values()]
-    epoch_times = [t for r in ok_records for t in r.epoch_times_s]
-    row.median_epoch_s = float(np.median(epoch_times)) if epoch_times else None
-    rates = [r.train_images_per_s for r in ok_records if r.train_images_per_s is not None]
-    row.train_images_per_s = float(np.median(rates)) if rates else None
-    with_memory = [r for r in ok_records if r.peak_memory_bytes is not None]
-    if with_memory:
-        peak = max(with_memory, key=lambda r: r.peak_memory_bytes)
-        kinds = {r.memory_kind for r in with_memory}
-        row.peak_memory_bytes = int(peak.peak_memory_bytes)
-        row.memory_kind = peak.memory_kind if len(kinds) == 1 else "mixed"
-    params = [r.params for r in ok_records if r.params is not None]
-    row.params = max(params) if params else None
+def epoch_statistics(test_acc: Sequence[float],
+                     threshold: float = TABLE2_THRESHOLD) -> tuple[float, float, int] | None:
+    """Report Table 2 for one run: (highest test accuracy, 75th percentile of the per-epoch
+    test accuracy (numpy's linear interpolation), number of epochs with test accuracy
+    strictly above ``threshold``). Fractions in, fractions out; None without epochs."""
+    values = np.asarray([v for v in test_acc if v is not None], dtype=float)
+    if values.size == 0:
+        return None
+    return float(values.max()), float(np.percentile(values, 75)), int(np.sum(values > threshold))
 
 
-def summarize(records: Sequence[CellRecord],
-              confidence: float = 0.95) -> dict[str, list[RowSummary]]:
-    """Group records into leaderboard rows: split -> rows sorted by label.
-
-    A row is one model on one split; when a model ran under several configs on a split,
-    each config is its own row labelled ``model [config_hash[:8]]``. Raises DataError when
-    records mix data sets (e.g. synthetic and ferplus), which must never share a table.
-    """
-    labels = sorted({r.dataset_label for r in records})
-    if len(labels) > 1:
-        raise DataError(f"results mix data sets {labels}; render each data set separately")
-    groups: dict[tuple[str, str, str], list[CellRecord]] = {}
-    seen: dict[tuple[str, str, str, int, int], CellRecord] = {}
-    for record in records:
-        key = (record.split, record.model, record.config_hash, record.nhot, record.seed)
-        if key in seen:  # e.g. two data sets with one label: never average them as seeds
-            raise DataError(
-                f"cell {record.cell_id} (config {record.config_hash}) appears twice, with dataset "
-                f"fingerprints {seen[key].dataset_fingerprint} and {record.dataset_fingerprint}; "
-                "render each data set separately"
-            )
-        seen[key] = record
-        groups.setdefault((record.split, record.model, record.config_hash), []).append(record)
-    configs_per_model: dict[tuple[str, str], set[str]] = {}
-    for split, model, config_hash in groups:
-        configs_per_model.setdefault((split, model), set()).add(config_hash)
-
-    tables: dict[str, list[RowSummary]] = {}
-    for (split, model, config_hash), group in groups.items():
-        several = len(configs_per_model[(split, model)]) > 1
-        label = f"{model} [{config_hash[:8]}]" if several else model
-        by_n: dict[int, list[CellRecord]] = {}
-        for record in group:
-            by_n.setdefault(record.nhot, []).append(record)
-        cells = {n: _summarise_cell(n, by_n[n], confidence) for n in sorted(by_n)}
-        row = RowSummary(label=label, model=model, config_hash=config_hash, split=split, cells=cells)
-        candidates = [c for c in cells.values() if not c.failed]
-        if candidates:
-            # rounded so that float noise cannot split a tie; ties go to the smaller N
-            best = max(candidates, key=lambda c: (round(c.mean, 9), -c.nhot))
-            row.best_n = best.nhot
-            base = cells.get(1)
-            if base is not None and not base.failed:
-                row.gain = _gain(best, base, comparisons=max(1, len(candidates) - 1))
-        _costs(row)
-        tables.setdefault(split, []).append(row)
-    ordered = sorted(tables, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER else len(SPLIT_ORDER), s))
-    return {split: sorted(tables[split], key=lambda row: row.label) for split in ordered}
+def mean_epoch_statistics(records: Iterable[CellRecord],
+                          threshold: float = TABLE2_THRESHOLD) -> tuple[float, float, float] | None:
+    """``epoch_statistics`` of each record, averaged over them (seeds); None when none has epochs."""
+    per_seed = [s for s in (epoch_statistics(r.test_acc, threshold) for r in records) if s]
+    if not per_seed:
+        return None
+    highest, p75, above = (float(np.mean(column)) for column in zip(*per_seed, strict=True))
+    return highest, p75, above

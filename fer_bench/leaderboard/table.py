@@ -1,14 +1,19 @@
-"""Leaderboard tables: one pandas DataFrame of display strings per split, drawn with rich.
+"""Leaderboard tables: one pandas DataFrame of display strings per section and split, drawn
+with rich.
 
-The DataFrame is the one place where numbers become text; ``markdown.py`` renders the
-same frames. Accuracy cells are honest test accuracy in percent, "mean ± half-width" of
-the 95% t interval over seeds (2 decimals), "mean" alone for one seed, "failed" when every
-seed failed, with " (k failed)" appended when some seeds failed.
+The DataFrame is the one place where numbers become text; ``markdown.py`` renders the same
+frames. Variant cells are honest test accuracy in percent, "mean ± half-width" of the 95% t
+interval over seeds (2 decimals), "mean" alone for one seed, "failed" when every seed
+failed, with " (k failed)" appended when some seeds failed. The other columns come from the
+registry in ``columns.py``. Each frame's ``attrs`` hold what the renderers need besides the
+cells: ``cost_columns``, ``text_columns``, ``best`` (row label -> column of its best N) and
+``notes`` (the lines printed under the table).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -17,101 +22,112 @@ from rich.table import Table
 from rich.text import Text
 
 from fer_bench.console import wide_console
-from fer_bench.leaderboard.stats import CellSummary, RowSummary, summarize
+from fer_bench.leaderboard.columns import (  # noqa: F401  (re-exported: the display texts)
+    BEST_COLUMN,
+    COST,
+    COST_COLUMNS,
+    EIGHT_GAIN_COLUMN,
+    EIGHT_P_COLUMN,
+    EIGHT_TEST_COLUMN,
+    FAILED,
+    GAIN_COLUMN,
+    MISSING,
+    OPTIMISTIC_COLUMN,
+    P_COLUMN,
+    SEEDS_COLUMN,
+    TABLE2_COLUMNS,
+    TEST_COLUMN,
+    columns_for,
+    format_accuracy,
+    format_cell,
+    format_p,
+    has_best_n,
+)
+from fer_bench.leaderboard.rows import (
+    RowSummary,
+    split_note,
+    summarize,
+    summarize_sections,
+    variant_column,
+    variant_sort_key,
+)
+from fer_bench.leaderboard.stats import SINGLE_RUN
 from fer_bench.record import CellRecord
 
-#: Column names of the cost / test part of each table, in order.
-BEST_COLUMN = "best N"
-GAIN_COLUMN = "gain vs 1-hot (pts)"
-P_COLUMN = "p"
-TEST_COLUMN = "test"
-SEEDS_COLUMN = "seeds"
-OPTIMISTIC_COLUMN = "optimistic @ best N"
-COST_COLUMNS = ("epoch time (s)", "train img/s", "peak mem (MiB)", "params (M)")
-FAILED = "failed"
-MISSING = "—"
+SINGLE_RUN_NOTE = (f"p-values marked \"{SINGLE_RUN}\" come from one seed: McNemar's test on the "
+                   "per-image correctness of the two trained networks; another seed could give "
+                   "another answer.")
 
 
 def nhot_column(nhot: int) -> str:
     """Column name of an N-hot cell, e.g. "3-hot"."""
-    return f"{nhot}-hot"
+    return variant_column(f"nhot-{nhot}")
 
 
-def format_accuracy(mean: float | None, half_width: float | None) -> str:
-    """Fractions -> "86.06 ± 0.42" (percent, 2 decimals); "86.06" without an interval."""
-    if mean is None:
-        return MISSING
-    if half_width is None:
-        return f"{100 * mean:.2f}"
-    return f"{100 * mean:.2f} ± {100 * half_width:.2f}"
+def table_notes(split: str, rows: Sequence[RowSummary]) -> list[str]:
+    """Lines shown under a split's table: the split kind's note; the single-run caveat when
+    a p-value in the table comes from one seed."""
+    notes = [note for note in (split_note(split),) if note]
+    if any(g is not None and g.single_run and g.p_value is not None
+           for row in rows for g in (row.gain, row.eight_vs_one)):
+        notes.append(SINGLE_RUN_NOTE)
+    return notes
 
 
-def format_p(p_value: float | None) -> str:
-    """p-value -> "0.0123"; "<0.0001" below 1e-4; "—" when there is no test."""
-    if p_value is None:
-        return MISSING
-    return "<0.0001" if p_value < 1e-4 else f"{p_value:.4f}"
+def frame_of(rows: Sequence[RowSummary], experiment: str = "") -> pd.DataFrame:
+    """The display frame of one table (see the module docstring); index = row labels."""
+    variants = sorted({v for row in rows for v in row.cells}, key=variant_sort_key)
+    registered = columns_for(experiment, rows)
+    names = [variant_column(v) for v in variants] + [c.name for c in registered]
+    values = []
+    for row in rows:
+        entry = {variant_column(v): format_cell(row.cells.get(v)) for v in variants}
+        entry.update({column.name: column.fn(row) for column in registered})
+        values.append(entry)
+    frame = pd.DataFrame(values, columns=names,
+                         index=pd.Index([row.label for row in rows], name="model"))
+    show_best = has_best_n(rows)
+    frame.attrs.update(
+        cost_columns=[c.name for c in registered if c.part == COST],
+        text_columns=[c.name for c in registered if c.text],
+        best={row.label: nhot_column(row.best_n) for row in rows
+              if show_best and row.best_n is not None},
+        notes=table_notes(rows[0].split, rows) if rows else [],
+    )
+    return frame
 
 
-def format_cell(cell: CellSummary | None) -> str:
-    """Display text of one N-hot cell (see the module docstring)."""
-    if cell is None:
-        return MISSING
-    if cell.failed:
-        return FAILED
-    text = format_accuracy(cell.mean, cell.half_width)
-    return f"{text} ({cell.n_failed} failed)" if cell.n_failed else text
+def build_tables(records: Sequence[CellRecord], experiment: str = "") -> dict[str, pd.DataFrame]:
+    """split -> display frame for ``records`` taken as one section (``experiment`` selects
+    experiment-specific columns). Columns: one per variant present, then the registry's
+    (``columns.COLUMNS``): seeds, best N, gain vs 1-hot, p, test, 8-hot vs 1-hot, its p and
+    test, optimistic @ best N, the cost columns, and each experiment's own."""
+    return {split: frame_of(rows, experiment)
+            for split, rows in summarize(records, experiment=experiment).items()}
 
 
-def _test_text(row: RowSummary) -> str:
-    if row.gain is None:
-        return MISSING
-    if row.gain.method == "none":
-        return MISSING
-    text = f"paired t, n={row.gain.n_seeds}" if row.gain.method == "paired t" else row.gain.method
-    if row.gain.p_value is not None and row.gain.comparisons > 1:
-        text += f", Bonferroni x{row.gain.comparisons}"
-    return text
+@dataclass
+class SectionTables:
+    """The frames of one section: ``name`` (experiment), ``title``, split -> frame, and the
+    section's records."""
+
+    name: str
+    title: str
+    frames: dict[str, pd.DataFrame]
+    records: list[CellRecord]
+
+    @property
+    def heading(self) -> str:
+        return self.name if self.title == self.name else f"{self.name}: {self.title}"
 
 
-def _row_values(row: RowSummary, columns_n: Sequence[int]) -> dict[str, str]:
-    values = {nhot_column(n): format_cell(row.cells.get(n)) for n in columns_n}
-    values[SEEDS_COLUMN] = str(max((len(c.ok) for c in row.cells.values()), default=0))
-    values[BEST_COLUMN] = MISSING if row.best_n is None else str(row.best_n)
-    values[GAIN_COLUMN] = MISSING if row.gain is None else f"{100 * row.gain.gain:+.2f}"
-    values[P_COLUMN] = MISSING if row.gain is None else format_p(row.gain.p_value)
-    values[TEST_COLUMN] = _test_text(row)
-    best = row.cells.get(row.best_n) if row.best_n is not None else None
-    values[OPTIMISTIC_COLUMN] = format_accuracy(best.optimistic_mean if best else None, None)
-    epoch, rate, memory, params = COST_COLUMNS
-    values[epoch] = MISSING if row.median_epoch_s is None else f"{row.median_epoch_s:.2f}"
-    values[rate] = MISSING if row.train_images_per_s is None else f"{row.train_images_per_s:.0f}"
-    kind = f" ({row.memory_kind})" if row.memory_kind else ""
-    values[memory] = (MISSING if row.peak_memory_bytes is None
-                      else f"{row.peak_memory_bytes / 2**20:.1f}{kind}")
-    values[params] = MISSING if row.params is None else f"{row.params / 1e6:.2f}"
-    return values
-
-
-def build_tables(records: Sequence[CellRecord]) -> dict[str, pd.DataFrame]:
-    """split -> DataFrame of display strings; index = row label (model), named "model".
-
-    Columns: "<N>-hot" for every N present on that split (ascending), "seeds" (most ok
-    seeds of any cell), "best N", "gain vs 1-hot (pts)" (percentage points), "p", "test"
-    (which test gave p), "optimistic @ best N" (%), then the cost columns: median epoch time
-    (s, over every epoch of every ok cell of the row), training images/s (median over cells),
-    peak memory (MiB, max over cells, with its kind), parameters (millions).
-    """
-    frames: dict[str, pd.DataFrame] = {}
-    for split, rows in summarize(records).items():
-        columns_n = sorted({n for row in rows for n in row.cells})
-        columns = [nhot_column(n) for n in columns_n] + [
-            SEEDS_COLUMN, BEST_COLUMN, GAIN_COLUMN, P_COLUMN, TEST_COLUMN, OPTIMISTIC_COLUMN,
-            *COST_COLUMNS]
-        frame = pd.DataFrame([_row_values(row, columns_n) for row in rows], columns=columns,
-                             index=pd.Index([row.label for row in rows], name="model"))
-        frames[split] = frame
-    return frames
+def build_sections(records: Sequence[CellRecord],
+                   provenance: Sequence[Mapping[str, Any]] = ()) -> list[SectionTables]:
+    """One ``SectionTables`` per experiment (see ``rows.summarize_sections``)."""
+    return [SectionTables(s.name, s.title,
+                          {split: frame_of(rows, s.name) for split, rows in s.tables.items()},
+                          s.records)
+            for s in summarize_sections(records, provenance)]
 
 
 def _distinct(values: Iterable[Any]) -> list[str]:
@@ -131,13 +147,16 @@ def run_labels(records: Sequence[CellRecord],
     return "+".join(data) or "unknown", "+".join(profile) or "unknown"
 
 
+def data_text(data_label: str) -> str:
+    """"ferplus"; any other data set in capitals with "(not FERPlus)"; "+"-joined labels each."""
+    parts = [p if p == "ferplus" else f"{p.upper()} (not FERPlus)" for p in data_label.split("+")]
+    return " + ".join(parts)
+
+
 def table_title(split: str, data_label: str, profile: str) -> str:
     """Title of one split's table; warns loudly for synthetic data and the smoke profile."""
     title = f"{split} split: honest test accuracy, % (mean ± 95% CI over seeds)"
-    if "ferplus" not in data_label:
-        title += f"; data: {data_label.upper()} (not FERPlus)"
-    else:
-        title += f"; data: {data_label}"
+    title += f"; data: {data_text(data_label)}"
     title += f"; profile: {profile.upper() if 'smoke' in profile else profile}"
     if "smoke" in profile:
         title += " (few epochs, not comparable to the study)"
@@ -145,23 +164,26 @@ def table_title(split: str, data_label: str, profile: str) -> str:
 
 
 def split_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """(accuracy columns, cost columns) of a ``build_tables`` frame: drawn as two tables."""
-    cost = [SEEDS_COLUMN, OPTIMISTIC_COLUMN, *COST_COLUMNS]
-    return [c for c in frame.columns if c not in cost], cost
+    """(accuracy columns, cost columns) of a display frame: drawn as two tables."""
+    cost = list(frame.attrs.get("cost_columns", [SEEDS_COLUMN, OPTIMISTIC_COLUMN, *COST_COLUMNS]))
+    return [c for c in frame.columns if c not in cost], [c for c in frame.columns if c in cost]
 
 
 def _rich_table(frame: pd.DataFrame, columns: Sequence[str], title: str) -> Table:
     table = Table(title=Text(title), title_justify="left")
-    table.add_column(Text("model"), style="bold", overflow="fold")
+    table.add_column(Text(str(frame.index.name or "")), style="bold", overflow="fold")
+    text_columns = set(frame.attrs.get("text_columns", ()))
     for column in columns:
-        table.add_column(Text(column), justify="left" if column == TEST_COLUMN else "right",
-                         no_wrap=True)
+        if column in text_columns:
+            table.add_column(Text(column), justify="left", overflow="fold")
+        else:
+            table.add_column(Text(column), justify="right", no_wrap=True)
+    best = frame.attrs.get("best", {})
     for label, row in frame.iterrows():
-        best_column = nhot_column(int(row[BEST_COLUMN])) if row[BEST_COLUMN] != MISSING else None
         cells = [Text(str(label))]
         for column in columns:
             text = str(row[column])
-            if column == best_column:
+            if column == best.get(label):
                 cells.append(Text(text + " *", style="bold green"))
             else:
                 cells.append(Text(text, style="red" if text == FAILED else ""))
@@ -171,18 +193,24 @@ def _rich_table(frame: pd.DataFrame, columns: Sequence[str], title: str) -> Tabl
 
 def print_terminal_tables(records: Sequence[CellRecord], console: Console | None = None,
                           provenance: Sequence[Mapping[str, Any]] = ()) -> None:
-    """Draw two rich tables per split (accuracy, then cost); the best N cell is bold green
-    and starred, failed cells red.
+    """Per section (experiment), per split: the accuracy table, its notes, the cost table.
+    The best N cell is bold green and starred, failed cells red.
 
     Every text that comes from a record is wrapped in ``rich.text.Text`` so a model name
     such as "[bold]x" is printed as-is, never parsed as rich markup.
     """
     console = console or wide_console()
-    data_label, profile = run_labels(records, provenance)
-    for split, frame in build_tables(records).items():
-        accuracy_columns, cost_columns = split_columns(frame)
-        console.print(_rich_table(frame, accuracy_columns, table_title(split, data_label, profile)))
-        console.print(_rich_table(frame, cost_columns, f"{split} split: cost"))
-    console.print(Text("* best N of the row (highest mean honest accuracy). "
-                       "gain = best N mean - 1-hot mean, percentage points; "
-                       "p from the test named in 'test'."))
+    for section in build_sections(records, provenance):
+        console.rule(Text(section.heading))
+        data_label, profile = run_labels(section.records, provenance)
+        for split, frame in section.frames.items():
+            accuracy_columns, cost_columns = split_columns(frame)
+            console.print(_rich_table(frame, accuracy_columns, table_title(split, data_label, profile)))
+            for note in frame.attrs.get("notes", ()):
+                console.print(Text(f"note: {note}"))
+            console.print(_rich_table(frame, cost_columns, f"{split} split: cost"))
+    console.print(Text("* best N of the row (highest mean honest accuracy). Every gain is the "
+                       "mean paired difference over the seeds both cells share, in percentage "
+                       "points; p from the test named beside it. 8-hot vs 1-hot is the "
+                       "pre-specified comparison (not adjusted); best N's p is "
+                       "Bonferroni-adjusted."))

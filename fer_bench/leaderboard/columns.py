@@ -1,0 +1,184 @@
+"""The leaderboard's columns: the display texts, and the one registry of columns.
+
+Every table has a column per variant present (``nhot-3`` -> "3-hot", mean ± 95% t-CI of
+honest accuracy over seeds), then the columns of ``COLUMNS`` that apply to it, in registry
+order. **A new leaderboard column is one entry in ``COLUMNS``**::
+
+    Column("median KL", lambda row: ..., experiments=("losses",), part=COST)
+
+``fn(row)`` returns the display text of one ``RowSummary``; ``experiments`` limits the
+column to those sections (empty: every section); ``part`` picks the drawn table (accuracy
+or cost); ``when(rows)`` hides the column from a table where it means nothing (e.g. best N
+without two N-hot variants); ``text`` columns are left-aligned and may wrap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from fer_bench.leaderboard.rows import RowSummary
+from fer_bench.leaderboard.stats import (
+    SINGLE_RUN,
+    TABLE2_THRESHOLD,
+    CellSummary,
+    GainSummary,
+    mean_epoch_statistics,
+)
+
+ACCURACY = "accuracy"
+COST = "cost"
+FAILED = "failed"
+MISSING = "—"
+
+SEEDS_COLUMN = "seeds"
+BEST_COLUMN = "best N"
+GAIN_COLUMN = "gain vs 1-hot (pts)"
+P_COLUMN = "p"
+TEST_COLUMN = "test"
+EIGHT_GAIN_COLUMN = "8-hot vs 1-hot (pts)"
+EIGHT_P_COLUMN = "p (8 vs 1)"
+EIGHT_TEST_COLUMN = "test (8 vs 1)"
+OPTIMISTIC_COLUMN = "optimistic @ best N"
+COST_COLUMNS = ("epoch time (s)", "train img/s", "peak mem (MiB)", "params (M)")
+#: Report Table 2 (4.3.1), at the row's 8-hot cell, averaged over seeds.
+TABLE2_COLUMNS = ("highest test acc (8-hot)", "p75 test acc (8-hot)",
+                  f"epochs > {100 * TABLE2_THRESHOLD:g}% (8-hot)")
+
+
+# ----------------------------------------------------------------------------- texts
+def format_accuracy(mean: float | None, half_width: float | None) -> str:
+    """Fractions -> "86.06 ± 0.42" (percent, 2 decimals); "86.06" without an interval."""
+    if mean is None:
+        return MISSING
+    if half_width is None:
+        return f"{100 * mean:.2f}"
+    return f"{100 * mean:.2f} ± {100 * half_width:.2f}"
+
+
+def format_p(p_value: float | None) -> str:
+    """p-value -> "0.0123"; "<0.0001" below 1e-4; "—" when there is no test."""
+    if p_value is None:
+        return MISSING
+    return "<0.0001" if p_value < 1e-4 else f"{p_value:.4f}"
+
+
+def format_cell(cell: CellSummary | None) -> str:
+    """One variant cell: "mean ± half-width", "failed", plus " (k failed)"; "—" when absent."""
+    if cell is None:
+        return MISSING
+    if cell.failed:
+        return FAILED
+    text = format_accuracy(cell.mean, cell.half_width)
+    return f"{text} ({cell.n_failed} failed)" if cell.n_failed else text
+
+
+def gain_text(gain: GainSummary | None) -> str:
+    """Paired gain in percentage points, "+1.23"; "—" when there is none."""
+    return MISSING if gain is None or gain.gain is None else f"{100 * gain.gain:+.2f}"
+
+
+def test_text(gain: GainSummary | None) -> str:
+    """Which test gave the p-value: "paired t, n=3", "n<3", "McNemar exact (single run:
+    training variance not included)", with ", Bonferroni xK" when adjusted."""
+    if gain is None or gain.method == "none":
+        return MISSING
+    if gain.method == "paired t":
+        text = f"paired t, n={gain.n_seeds}"
+    elif gain.single_run:
+        text = f"{gain.method} ({SINGLE_RUN})"
+    else:
+        text = gain.method
+    if gain.p_value is not None and gain.comparisons > 1:
+        text += f", Bonferroni x{gain.comparisons}"
+    return text
+
+
+def _seeds(row: RowSummary) -> str:
+    counts = [len(cell.ok) for cell in row.cells.values()]
+    low, high = min(counts, default=0), max(counts, default=0)
+    return str(high) if low == high else f"{low}–{high}"
+
+
+def _table2(index: int) -> Callable[[RowSummary], str]:
+    def value(row: RowSummary) -> str:
+        cell = row.at(8)
+        stats = mean_epoch_statistics(cell.ok.values()) if cell is not None else None
+        if stats is None:
+            return MISSING
+        return f"{stats[index]:.1f}" if index == 2 else f"{100 * stats[index]:.2f}"
+    return value
+
+
+def _optimistic(row: RowSummary) -> str:
+    best = row.best_cell
+    return format_accuracy(best.optimistic_mean if best else None, None)
+
+
+def _memory(row: RowSummary) -> str:
+    if row.peak_memory_bytes is None:
+        return MISSING
+    kind = f" ({row.memory_kind})" if row.memory_kind else ""
+    return f"{row.peak_memory_bytes / 2**20:.1f}{kind}"
+
+
+def _number(attribute: str, spec: str, scale: float = 1.0) -> Callable[[RowSummary], str]:
+    def value(row: RowSummary) -> str:
+        number = getattr(row, attribute)
+        return MISSING if number is None else format(number / scale, spec)
+    return value
+
+
+def has_best_n(rows: Sequence[RowSummary]) -> bool:
+    """Best N means something when the table holds at least two N-hot variants."""
+    return len({n for row in rows for n in row.nhot_cells()}) >= 2
+
+
+def has_eight_vs_one(rows: Sequence[RowSummary]) -> bool:
+    """The 8-hot vs 1-hot columns show when some row has both cells."""
+    return any(row.at(1) is not None and row.at(8) is not None for row in rows)
+
+
+# ----------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class Column:
+    """One leaderboard column after the variant columns (see the module docstring)."""
+
+    name: str
+    fn: Callable[[RowSummary], str]
+    experiments: tuple[str, ...] = ()
+    part: str = ACCURACY
+    when: Callable[[Sequence[RowSummary]], bool] | None = None
+    text: bool = False
+
+    def applies(self, experiment: str, rows: Sequence[RowSummary]) -> bool:
+        if self.experiments and experiment not in self.experiments:
+            return False
+        return self.when is None or bool(self.when(rows))
+
+
+COLUMNS: list[Column] = [
+    *(Column(name, _table2(i), experiments=("augmentation",))
+      for i, name in enumerate(TABLE2_COLUMNS)),
+    Column(SEEDS_COLUMN, _seeds),
+    Column(BEST_COLUMN, lambda row: MISSING if row.best_n is None else str(row.best_n),
+           when=has_best_n),
+    Column(GAIN_COLUMN, lambda row: gain_text(row.gain), when=has_best_n),
+    Column(P_COLUMN, lambda row: format_p(row.gain.p_value if row.gain else None), when=has_best_n),
+    Column(TEST_COLUMN, lambda row: test_text(row.gain), when=has_best_n, text=True),
+    Column(EIGHT_GAIN_COLUMN, lambda row: gain_text(row.eight_vs_one), when=has_eight_vs_one),
+    Column(EIGHT_P_COLUMN, lambda row: format_p(row.eight_vs_one.p_value if row.eight_vs_one else None),
+           when=has_eight_vs_one),
+    Column(EIGHT_TEST_COLUMN, lambda row: test_text(row.eight_vs_one), when=has_eight_vs_one,
+           text=True),
+    Column(OPTIMISTIC_COLUMN, _optimistic, part=COST),
+    Column(COST_COLUMNS[0], _number("median_epoch_s", ".2f"), part=COST),
+    Column(COST_COLUMNS[1], _number("train_images_per_s", ".0f"), part=COST),
+    Column(COST_COLUMNS[2], _memory, part=COST),
+    Column(COST_COLUMNS[3], _number("params", ".2f", 1e6), part=COST),
+]
+
+
+def columns_for(experiment: str, rows: Sequence[RowSummary]) -> list[Column]:
+    """The registry columns a table of ``experiment`` shows, in registry order."""
+    return [column for column in COLUMNS if column.applies(experiment, rows)]
