@@ -16,6 +16,11 @@ Each cell's epoch times are the benchmark rounds; its ``CellRecord`` is in ``ext
 
 from __future__ import annotations
 
+import pytest
+
+pytestmark = pytest.mark.fer_experiment(
+    "nhot", title="N-hot label training (report 4.4) and complex tests (4.5)")
+
 
 def test_nhot_grid(fer_cell, benchmark):
     """Train one cell (model x N-hot x split x seed) and record accuracy and epoch times."""

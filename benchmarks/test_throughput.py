@@ -156,21 +156,23 @@ def fer_bench_static_epoch(images: torch.Tensor, targets: torch.Tensor, seed: in
 def fer_bench_epoch_seconds(images: torch.Tensor, targets: torch.Tensor) -> float:
     """Median training-pass seconds of fer_bench's runner over 2 epochs on the subset."""
     from fer_bench.registry import get_model
-    from fer_bench.tasks import Task, TaskData
-    from fer_bench.training.runner import resolve_config, run_cell
+    from fer_bench.tasks import TaskData
+    from fer_bench.training.runner import resolve_cell, resolve_config, run_cell
 
     spec = get_model("small_cnn")
     config = resolve_config(spec, epochs=2, augmentation="none", batch_size=BATCH)
+    cell = resolve_cell(spec, variant="nhot-8", split="ordinary", seed=0, config=config,
+                        dataset_fingerprint="throughput", device="cpu")
     held_out = slice(0, 256)  # validation/test are evaluated each epoch; kept small here
     data = TaskData(
-        task=Task(8, "ordinary", 0), train_images=images, train_targets=targets,
+        cell=cell, train_images=images, train_targets=targets,
         val_images=images[held_out], val_dist=targets[held_out],
         test_images=images[held_out], test_dist=targets[held_out],
         test_complexity=torch.ones(256, dtype=torch.int64), dataset_label="ferplus",
         dataset_fingerprint="throughput", split_fingerprint="throughput",
         n_train=images.shape[0], n_val=256, n_test=256,
     )
-    record = run_cell(spec, data, config, device="cpu")
+    record = run_cell(spec, data, device="cpu")
     assert record.status == "ok", record.error
     return statistics.median(record.epoch_times_s)
 

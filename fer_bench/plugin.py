@@ -12,12 +12,14 @@ a test requests ``fer_cell``. A benchmark module asks for cells like this::
 ``fer_cell`` depends on all of them, so every test that uses it is parametrised over them.
 Each axis's values come from, first to last:
 
-1. the test's own ``@pytest.mark.parametrize("fer_loss", [...])`` (pytest's own means);
-2. the module's (or class's, or function's) ``fer_axes`` marker, e.g.
+1. the test's own ``@pytest.mark.parametrize("fer_loss", [...])`` (pytest's own means:
+   fixed, no option changes it);
+2. the option the user gave (``--fer-models``, ``--fer-nhot`` / ``--fer-variant``,
+   ``--fer-splits``, ``--fer-seeds``, ``--fer-loss``, ``--fer-augmentation``, ``--fer-init``,
+   or their ini/env forms): the user narrows or widens any experiment;
+3. the module's (or class's, or function's) ``fer_axes`` marker, e.g.
    ``pytestmark = pytest.mark.fer_axes(loss=["mse", "pld"], nhot=[8], split=["ordinary"])``:
-   the experiment's design, which the options below do not override;
-3. the option (``--fer-models``, ``--fer-nhot`` / ``--fer-variant``, ``--fer-splits``,
-   ``--fer-seeds``, ``--fer-loss``, ``--fer-augmentation``, ``--fer-init``);
+   the experiment's own design;
 4. the profile, then the default (loss and augmentation: the model's own preference).
 
 Model, variant, split and seed are always parametrised; loss, augmentation and init only
@@ -283,12 +285,12 @@ class FerBenchSession:
 
     def axis_values(self, axis: str, node: Any) -> tuple[Any, ...]:
         """The values of ``axis`` for a test (see the module docstring for the order)."""
-        declared = marker_axes(node)
-        if axis in declared:
-            return declared[axis]
         settings = self.settings
         if axis in settings.axes:
             return settings.axes[axis]
+        declared = marker_axes(node)
+        if axis in declared:
+            return declared[axis]
         if axis == "model":
             if settings.profile.models:
                 return settings.profile.models

@@ -203,11 +203,16 @@ class Registry(Generic[T]):
         if name not in table:
             raise self._error(self.unknown_message(name, list(table)))
         entry, ep = table[name]
-        loaded = self._load(entry, ep)
-        if not loaded.loaded:
+        if ep is None:
+            return entry
+        try:
+            item = self._coerce(name, ep.load(), entry)
+        except FerBenchError:
+            raise
+        except Exception as exc:
             raise self._error(f"{self.kind} {name!r} ({entry.source}) failed to load: "
-                              f"{loaded.error}")
-        return loaded
+                              f"{type(exc).__name__}: {exc}") from exc
+        return replace(entry, loaded=True, error=None, item=item)
 
     def get(self, name: str) -> T:
         """The object registered as ``name`` (its plugin imported now)."""
@@ -217,10 +222,9 @@ class Registry(Generic[T]):
         """"unknown <kind> 'x' (<option>); did you mean: a, b?" or the list of valid names."""
         close = sorted(difflib.get_close_matches(str(name), known, n=3, cutoff=0.6),
                        key=lambda c: (-difflib.SequenceMatcher(None, str(name), c).ratio(), c))
-        where = f" ({self.option})" if self.option != self.kind else ""
         if close:
-            return f"unknown {self.kind} {name!r}{where}; did you mean: {', '.join(close)}?"
-        return (f"unknown {self.kind} {name!r}{where}; valid: "
+            return f"unknown {self.kind} {name!r}; did you mean: {', '.join(close)}?"
+        return (f"unknown {self.kind} {name!r}; valid: "
                 f"{', '.join(sorted(known)) or 'none registered'}")
 
 
@@ -286,7 +290,7 @@ def list_models(*, loadable_only: bool = False) -> list[str]:
 
 def list_entries(*, load: bool = False) -> list[Entry]:
     """Every registered model as an ``Entry`` sorted by name (``entry.spec`` when loaded)."""
-    return MODELS.entries(load=load)
+    return MODELS.entries(load=load, warn=load)
 
 
 def get_model(name: str) -> ModelSpec:

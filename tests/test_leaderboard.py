@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,16 +17,16 @@ from scipy import stats as scipy_stats
 from fer_bench.errors import DataError
 from fer_bench.leaderboard.load import load_results, records_frame
 from fer_bench.leaderboard.markdown import escape_markdown, render_markdown
-from fer_bench.leaderboard.stats import mcnemar, mcnemar_cells, mean_ci, paired_gain, summarize
+from fer_bench.leaderboard.rows import summarize
+from fer_bench.leaderboard.stats import mcnemar, mcnemar_cells, mean_ci, paired_gain
 from fer_bench.leaderboard.table import build_tables
 from fer_bench.record import CellRecord
-
-GOLDEN = Path(__file__).parent / "data" / "leaderboard_golden.json"
+from tests.test_leaderboard_support import write_golden
 
 
 @pytest.fixture(scope="module")
-def golden():
-    return load_results([GOLDEN])
+def golden(tmp_path_factory):
+    return load_results([write_golden(tmp_path_factory.mktemp("golden"))])
 
 
 def _honest(records, model, nhot):
@@ -50,6 +49,11 @@ def _variant(records, edit):
         edit(clone)
         out.append(clone)
     return out
+
+
+def _set_axes(record, **axes):
+    """Replace identity axes of ``record`` in place (``Cell.with_axes``)."""
+    record.cell = record.cell.with_axes(**axes)
 
 
 def test_golden_fixture_is_self_consistent(golden):
@@ -78,7 +82,7 @@ def test_golden_means_and_ci_half_widths(golden):
     for model in ("vgg16", "small_cnn"):
         for nhot in (1, 3):
             expected_mean, expected_half = _expected_cell(list(_honest(golden.records, model, nhot).values()))
-            cell = rows[model].cells[nhot]
+            cell = rows[model].at(nhot)
             assert 100 * cell.mean == pytest.approx(expected_mean, abs=1e-12)
             assert 100 * cell.half_width == pytest.approx(expected_half, abs=1e-12)
 
@@ -94,7 +98,8 @@ def test_golden_best_n_gain_and_paired_p(golden):
         gain = rows[model].gain
         assert gain.method == "paired t" and gain.n_seeds == 3
         assert gain.p_value == pytest.approx(expected_p, rel=1e-12)
-        assert gain.gain == pytest.approx(np.mean(list(three.values())) - np.mean(list(base.values())))
+        assert gain.gain == pytest.approx(np.mean([three[s] - base[s] for s in seeds]))
+        assert gain.seeds == (0, 1, 2)
     # the golden data is built so that vgg16's gain is significant and small_cnn's is not
     assert rows["vgg16"].gain.p_value < 0.05 < rows["small_cnn"].gain.p_value
 
@@ -107,11 +112,15 @@ def test_golden_markdown_rows_exact(golden):
         m1, h1 = _expected_cell(list(base.values()))
         m3, h3 = _expected_cell(list(three.values()))
         p = scipy_stats.ttest_rel([three[s] for s in range(3)], [base[s] for s in range(3)]).pvalue
-        expected = (f"| {escaped} | {m1:.2f} ± {h1:.2f} | **{m3:.2f} ± {h3:.2f}** | 3 | "
-                    f"{m3 - m1:+.2f} | {p:.4f} | paired t, n=3 |")
-        assert expected in text.splitlines(), expected
+        accuracy = f"| {escaped} | {m1:.2f} ± {h1:.2f} | **{m3:.2f} ± {h3:.2f}** | 3 |"
+        comparison = f"| {escaped} | 3 | {m3 - m1:+.2f} | {p:.4f} | paired t, n=3 |"
+        assert accuracy in text.splitlines(), accuracy
+        assert comparison in text.splitlines(), comparison
     # hand-checked strings for the golden data (vgg16: 30/31/29 vs 33/33/32 of 40 correct)
-    assert "| vgg16 | 75.00 ± 6.21 | **81.67 ± 3.59** | 3 | +6.67 | 0.0153 | paired t, n=3 |" in text
+    assert "| vgg16 | 75.00 ± 6.21 | **81.67 ± 3.59** | 3 |" in text
+    assert "| vgg16 | 3 | +6.67 | 0.0153 | paired t, n=3 |" in text
+    assert "## nhot — N-hot vs 1-hot (report 4.4, 4.5)" in text      # the experiment's section
+    assert "8-hot vs 1-hot (pts)" not in text                      # no 8-hot cell: no column
     assert "SYNTHETIC (not FERPlus)" in text and "Profile: smoke" in text
     assert "86.06%" in text and "83.85 ± 0.63%" in text   # the study's own figures
     assert "synth-0a1b2c3d" in text and "--benchmark-json results.json" in text
@@ -168,7 +177,7 @@ def test_one_seed_table_uses_mcnemar(golden):
     assert rows["vgg16"].gain.method == "McNemar exact"
     assert rows["vgg16"].gain.p_value == pytest.approx(expected)
     frame = build_tables(seed0)["ordinary"]
-    assert frame.loc["vgg16", "test"] == "McNemar exact"
+    assert frame.loc["vgg16", "test"] == "McNemar exact (single run: training variance not included)"
     assert frame.loc["vgg16", "1-hot"] == f"{100 * base.acc_honest:.2f}"   # no interval, n=1
 
 
@@ -197,6 +206,8 @@ def test_failed_cells_are_shown_and_never_averaged(golden):
             _fail(record)
         if record.model == "small_cnn" and record.nhot == 3 and record.seed == 0:
             _fail(record)
+    base = _honest(golden.records, "small_cnn", 1)
+    three = _honest(golden.records, "small_cnn", 3)
     records = _variant(golden.records, edit)
     frame = build_tables(records)["ordinary"]
     assert frame.loc["vgg16", "3-hot"] == "failed"
@@ -206,31 +217,39 @@ def test_failed_cells_are_shown_and_never_averaged(golden):
     assert frame.loc["small_cnn", "3-hot"] == f"{m:.2f} ± {h:.2f} (1 failed)"
     assert frame.loc["small_cnn", "best N"] == "3"          # 70.00 over seeds 1, 2 vs 67.50
     assert frame.loc["small_cnn", "test"] == "n<3"          # only seeds 1 and 2 pair up
+    paired = np.mean([three[s] - base[s] for s in (1, 2)])   # not mean(1, 2) - mean(0, 1, 2)
+    assert frame.loc["small_cnn", "gain vs 1-hot (pts)"] == f"{100 * paired:+.2f}"
+    assert frame.loc["small_cnn", "seeds"] == "2–3"
     text = render_markdown(records, golden.provenance)
     assert "| vgg16 |" in text and "| failed |" in text
 
 
-def test_models_with_several_configs_get_separate_rows(golden):
+def test_models_with_several_recipes_get_separate_rows_labelled_by_the_axis(golden):
     def edit(record):
         if record.model == "vgg16" and record.seed == 0:
-            record.config_hash = "otherconfig1"
+            _set_axes(record, lr=0.001)
     frame = build_tables(_variant(golden.records, edit))["ordinary"]
-    assert set(frame.index) == {"vgg16 [cfgvgg00]", "vgg16 [othercon]", "small_cnn"}
+    assert set(frame.index) == {"vgg16 lr=0.0001", "vgg16 lr=0.001", "small_cnn lr=0.0001"}
+    assert frame.loc["vgg16 lr=0.001", "seeds"] == "1"
 
 
-def test_mixed_data_sets_are_refused(golden):
+def test_mixed_data_sets_are_separate_rows(golden):
     def edit(record):
         if record.model == "vgg16":
             record.dataset_label = "ferplus"
-    with pytest.raises(DataError, match="mix data sets"):
-        summarize(_variant(golden.records, edit))
+            _set_axes(record, dataset="ferplus-1234abcd")
+    records = _variant(golden.records, edit)
+    frame = build_tables(records)["ordinary"]
+    assert set(frame.index) == {"vgg16 data=ferplus 400 images", "small_cnn data=synthetic 400 images"}
+    text = render_markdown(records, golden.provenance)
+    assert "ferplus + SYNTHETIC (not FERPlus)" in text
 
 
 def test_evil_model_name_is_escaped(golden):
     evil = "evil|<script>alert(1)</script>`*_[x](y)\nz"
     def edit(record):
         if record.model == "vgg16":
-            record.model = evil
+            _set_axes(record, model=evil)
     records = _variant(golden.records, edit)
     provenance = copy.deepcopy(golden.provenance)
     provenance[0]["fer_bench"]["command"] = "run <img src=x onerror=alert(1)> | rm"
@@ -249,7 +268,7 @@ def test_rich_table_prints_names_literally(golden):
 
     def edit(record):
         if record.model == "vgg16":
-            record.model = "[bold red]x"
+            _set_axes(record, model="[bold red]x")
     console = Console(record=True, width=200)
     print_terminal_tables(_variant(golden.records, edit), console=console)
     output = console.export_text()
@@ -267,17 +286,24 @@ def test_golden_json_round_trips_through_merged_document(golden, tmp_path):
 
 
 def test_same_cell_from_two_data_sets_is_not_averaged(golden):
+    """A smoke subset and the full data set of the same cell: two rows, labelled by data."""
     other = _variant([r for r in golden.records if r.model == "vgg16"],
-                     lambda r: setattr(r, "dataset_fingerprint", "synth-ffffffff"))
-    with pytest.raises(DataError, match="appears twice"):
-        summarize(golden.records + other)
+                     lambda r: (_set_axes(r, dataset="synth-ffffffff"),
+                                setattr(r, "n_train", 3240), setattr(r, "acc_honest", 0.5)))
+    rows = summarize(golden.records + other)["ordinary"]
+    labels = {row.label for row in rows}
+    assert labels == {"vgg16 data=synthetic 400 images", "vgg16 data=synthetic 3316 images",
+                      "small_cnn data=synthetic 400 images"}
+    small = next(row for row in rows if row.label == "vgg16 data=synthetic 400 images")
+    assert small.at(1).mean == pytest.approx(np.mean(list(_honest(golden.records, "vgg16", 1).values())))
+    assert len(small.at(1).ok) == 3
 
 
 def test_best_n_p_value_is_bonferroni_adjusted_for_the_post_hoc_choice(golden):
     """With N in {1, 2, 3}, best N is picked from 2 candidates: p = min(1, 2 x raw p)."""
     records = golden.records
     two_hot = _variant([r for r in records if r.nhot == 3],
-                       lambda r: (setattr(r, "nhot", 2), setattr(r, "acc_honest", r.acc_honest - 0.02)))
+                       lambda r: (_set_axes(r, variant="nhot-2"), setattr(r, "acc_honest", r.acc_honest - 0.02)))
     rows = {row.model: row for row in summarize([*records, *two_hot])["ordinary"]}
     for model in ("vgg16", "small_cnn"):
         base, three = _honest(records, model, 1), _honest(records, model, 3)

@@ -14,14 +14,21 @@ from fer_bench.errors import DataError
 from fer_bench.leaderboard.cli import leaderboard_command
 from fer_bench.leaderboard.load import load_results
 from fer_bench.leaderboard.plots import plot_accuracy_by_complexity, plot_accuracy_vs_n
+from tests.test_leaderboard_support import golden_document as golden_v2
+from tests.test_leaderboard_support import write_golden
 
-GOLDEN = Path(__file__).parent / "data" / "leaderboard_golden.json"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture()
 def golden_document():
-    return json.loads(GOLDEN.read_text())
+    return golden_v2()
+
+
+@pytest.fixture()
+def golden_path(tmp_path):
+    """The golden results file (record schema 2) as ``.../leaderboard_golden.json``."""
+    return write_golden(tmp_path / "golden")
 
 
 def _write(path: Path, document) -> Path:
@@ -43,24 +50,24 @@ def test_two_shards_merge(golden_document, tmp_path):
     assert {Path(p).name for p in loaded.sources.values()} == {"a.json", "b.json"}
 
 
-def test_identical_duplicate_cell_is_accepted(golden_document, tmp_path):
+def test_identical_duplicate_cell_is_accepted(golden_document, tmp_path, golden_path):
     cells = _cell_entries(golden_document)
     reused = json.loads(json.dumps(cells[0]))
     reused["extra_info"]["from_store"] = True           # re-used from the store ...
     reused["stats"]["mean"] *= 0.01                      # ... so pytest's own timing differs
     second = dict(golden_document, benchmarks=[reused, *cells[1:3]])
-    loaded = load_results([GOLDEN, _write(tmp_path / "again.json", second)])
+    loaded = load_results([golden_path, _write(tmp_path / "again.json", second)])
     assert len(loaded.records) == 12
     assert loaded.provenance[1]["n_from_store"] == 1
 
 
-def test_conflicting_duplicate_names_both_files(golden_document, tmp_path):
+def test_conflicting_duplicate_names_both_files(golden_document, tmp_path, golden_path):
     cells = _cell_entries(golden_document)
     changed = json.loads(json.dumps(cells[0]))
     changed["extra_info"]["fer_bench"]["acc_honest"] = 0.5
     conflicting = _write(tmp_path / "conflict.json", dict(golden_document, benchmarks=[changed]))
     with pytest.raises(DataError) as info:
-        load_results([GOLDEN, conflicting])
+        load_results([golden_path, conflicting])
     message = str(info.value)
     assert "leaderboard_golden.json" in message and "conflict.json" in message
     assert cells[0]["extra_info"]["cell_id"] in message
@@ -81,7 +88,7 @@ def test_not_pytest_benchmark_json_is_named(tmp_path, content, reason):
 
 def test_bad_record_names_file_and_benchmark(golden_document, tmp_path):
     cells = _cell_entries(golden_document)
-    del cells[0]["extra_info"]["fer_bench"]["model"]
+    del cells[0]["extra_info"]["fer_bench"]["cell"]
     path = _write(tmp_path / "bad.json", dict(golden_document, benchmarks=cells))
     with pytest.raises(DataError, match="missing fields") as info:
         load_results([path])
@@ -93,19 +100,19 @@ def _assert_png(path: Path) -> None:
     assert data[:8] == PNG_SIGNATURE and len(data) > 10_000
 
 
-def test_plots_are_written_as_png(tmp_path):
-    loaded = load_results([GOLDEN])
+def test_plots_are_written_as_png(tmp_path, golden_path):
+    loaded = load_results([golden_path])
     _assert_png(plot_accuracy_vs_n(loaded.records, tmp_path / "n.png", loaded.provenance))
     _assert_png(plot_accuracy_by_complexity(loaded.records, tmp_path / "x.png", loaded.provenance))
 
 
 def test_plots_with_two_splits_and_one_seed(golden_document, tmp_path):
     """The complex split is a copy of seed 0 with 20 points less: dashed lines, no CI band."""
-    cells = [c for c in _cell_entries(golden_document) if c["extra_info"]["fer_bench"]["seed"] == 0]
+    cells = [c for c in _cell_entries(golden_document) if c["extra_info"]["fer_bench"]["cell"]["seed"] == 0]
     complex_cells = json.loads(json.dumps(cells))
     for cell in complex_cells:
         record = cell["extra_info"]["fer_bench"]
-        record["split"] = "complex"
+        record["cell"]["split"] = "complex"
         record["acc_honest"] -= 0.2
     path = _write(tmp_path / "two.json", dict(golden_document, benchmarks=cells + complex_cells))
     loaded = load_results([path])
@@ -113,26 +120,26 @@ def test_plots_with_two_splits_and_one_seed(golden_document, tmp_path):
     _assert_png(plot_accuracy_by_complexity(loaded.records, tmp_path / "x.png"))
 
 
-def test_leaderboard_command_writes_everything(tmp_path):
+def test_leaderboard_command_writes_everything(tmp_path, golden_path):
     out = tmp_path / "board"
-    args = argparse.Namespace(results=[str(GOLDEN)], out=str(out), no_write=False)
+    args = argparse.Namespace(results=[str(golden_path)], out=str(out), no_write=False)
     console = Console(record=True, width=200)
     assert leaderboard_command(args, console=console) == 0
     assert {p.name for p in out.iterdir()} == {
         "README.md", "accuracy_vs_n.png", "accuracy_by_complexity.png", "results.json"}
     readme = (out / "README.md").read_text()
     assert "![accuracy vs n](accuracy_vs_n.png)" in readme
-    assert "| vgg16 | 75.00 ± 6.21 | **81.67 ± 3.59** |" in readme
+    assert "| vgg16 | 75.00 ± 6.21 | **81.67 ± 3.59** | 3 |" in readme
     _assert_png(out / "accuracy_vs_n.png")
     again = load_results([out / "results.json"])
-    original = load_results([GOLDEN])
+    original = load_results([golden_path])
     assert [r.to_dict() for r in again.records] == [r.to_dict() for r in original.records]
     assert "81.67 ± 3.59 *" in console.export_text()
 
 
-def test_cli_no_write_and_error_exit(tmp_path, capsys):
+def test_cli_no_write_and_error_exit(tmp_path, capsys, golden_path):
     out = tmp_path / "board"
-    assert fer_bench_main(["leaderboard", str(GOLDEN), "--out", str(out), "--no-write"]) == 0
+    assert fer_bench_main(["leaderboard", str(golden_path), "--out", str(out), "--no-write"]) == 0
     assert not out.exists()
     assert "vgg16" in capsys.readouterr().out
     bogus = tmp_path / "bogus.json"

@@ -141,8 +141,8 @@ def test_grid_json_store_disable_and_failures(bench_dir, data_dir):
     # The NaN model fails its own 4 cells only; the tiny model's 4 cells pass.
     result.assert_outcomes(passed=4, failed=4)
     result.stdout.fnmatch_lines([
-        "fer_bench [[]1/8] plugin_nan-n1-complex-s0 FAILED: NaN loss at epoch 1*",
-        "fer_bench [[]8/8] plugin_tiny-n8-ordinary-s0 2 epochs in *: test *% honest*",
+        "fer_bench [[]*/8] plugin_tiny-n8-ordinary-s0 2 epochs in *: test *% honest*",
+        "fer_bench [[]*/8] plugin_nan-n1-complex-s0 FAILED: NaN loss at epoch 1*",
         "*plugin_nan-n1-complex-s0 failed: NaN loss at epoch 1*",
     ])
     assert batches_run1 > 0
@@ -152,12 +152,13 @@ def test_grid_json_store_disable_and_failures(bench_dir, data_dir):
     assert sorted(entries) == sorted(f"plugin_tiny-n{n}-{s}-s0" for s in ("complex", "ordinary") for n in (1, 8))
     for cell_id, entry in entries.items():
         record = entry["extra_info"]["fer_bench"]
-        assert entry["stats"]["rounds"] == record["epochs"] == 2
+        assert entry["stats"]["rounds"] == record["cell"]["recipe"]["epochs"] == 2
         assert entry["stats"]["data"] == pytest.approx(record["epoch_times_s"])
         assert entry["extra_info"]["from_store"] is False
         assert entry["extra_info"]["profile"] == "smoke"
-        assert entry["group"] == f"{record['split']}-plugin_tiny"
-        assert record["status"] == "ok" and record["model"] == "plugin_tiny"
+        assert entry["group"] == f"bench-{record['cell']['split']}-plugin_tiny"
+        assert entry["extra_info"]["experiment"] == record["experiment"] == "bench"
+        assert record["status"] == "ok" and record["cell"]["model"] == "plugin_tiny"
         assert entry["param"] == cell_id
     provenance = report["fer_bench"]
     assert provenance["profile"] == "smoke" and provenance["data_label"] == "ferplus"
@@ -165,7 +166,8 @@ def test_grid_json_store_disable_and_failures(bench_dir, data_dir):
     assert "--fer-models" in provenance["command"]
     assert {"fer_bench", "torch", "timm"} <= set(provenance["versions"])
     assert provenance["device"] == "cpu"
-    assert sorted(r["model"] for r in provenance["untimed_failures"]) == ["plugin_nan"] * 4
+    assert sorted(r["cell"]["model"] for r in provenance["untimed_failures"]) == ["plugin_nan"] * 4
+    assert provenance["experiments"] == {"bench": "bench"}
     # The session-end results table was drawn for the cells run.
     result.stdout.fnmatch_lines(["*fer_bench results*", "*plugin_tiny*"])
 
@@ -190,7 +192,7 @@ def test_grid_json_store_disable_and_failures(bench_dir, data_dir):
     assert sorted(r["status"] for r in records) == ["failed"] * 4 + ["ok"] * 4
     for record in records:
         if record["status"] == "ok":
-            assert record["epochs"] == len(record["epoch_times_s"]) == 2
+            assert record["cell"]["recipe"]["epochs"] == len(record["epoch_times_s"]) == 2
 
 
 def test_unknown_model_is_one_usage_error_with_suggestion(bench_dir):
@@ -205,8 +207,8 @@ def test_precedence_cli_over_env_over_ini_over_profile(bench_dir, monkeypatch):
     bench_dir.makeini("[pytest]\nfer_nhot = 2\nfer_epochs = 5\nfer_profile = smoke\n")
     bench_dir.makepyfile(test_settings="""
 def test_settings(fer_settings):
-    print("SETTINGS", fer_settings.nhots, fer_settings.epochs, fer_settings.profile.name,
-          fer_settings.models)
+    print("SETTINGS", tuple(int(v.split("-")[1]) for v in fer_settings.axes["variant"]),
+          fer_settings.epochs, fer_settings.profile.name, fer_settings.profile.models)
 """)
     def settings_line(*args: str) -> str:
         result = bench_dir.runpytest_inprocess("-s", "test_settings.py", *BASE_ARGS, *args)
@@ -301,7 +303,12 @@ def epoch_report(epoch: int, epochs: int = 4, seconds: float = 10.0):
 def finished_record(cell_id_model: str = "m", status: str = "ok"):
     from fer_bench.record import CellRecord
 
-    return CellRecord(model=cell_id_model, nhot=3, split="complex", seed=0, epochs=4, status=status,
+    from fer_bench.cell import Cell
+    from fer_bench.config import TrainConfig
+
+    cell = Cell(model=cell_id_model, variant="nhot-3", split="complex", seed=0,
+                recipe=TrainConfig(epochs=4))
+    return CellRecord(cell=cell, status=status,
                       error=None if status == "ok" else "NaN loss", acc_honest=0.5, acc_optimistic=0.6,
                       epoch_times_s=[10.0] * 4)
 

@@ -113,7 +113,7 @@ def test_unknown_name_suggests_close_names(in_process):
     with pytest.raises(ModelError, match=r"unknown model 'toy_vgg61'; did you mean: "
                                          r"toy_vgg16, toy_vgg19\?$"):
         get_model("toy_vgg61")
-    with pytest.raises(ModelError, match=r"unknown model 'qqqqqqqq'; available models: .*toy_resnet"):
+    with pytest.raises(ModelError, match=r"unknown model 'qqqqqqqq'; valid: .*toy_resnet"):
         get_model("qqqqqqqq")
 
 
@@ -224,4 +224,4 @@ def test_models_command_with_no_models(monkeypatch, capsys):
                         lambda **kw: importlib.metadata.EntryPoints(()))
     assert list_models() == []
     assert models_command(None) == 0
-    assert "no models installed" in capsys.readouterr().out
+    assert "no models registered" in capsys.readouterr().out

@@ -7,8 +7,8 @@ order. **A new leaderboard column is one entry in ``COLUMNS``**::
     Column("median KL", lambda row: ..., experiments=("losses",), part=COST)
 
 ``fn(row)`` returns the display text of one ``RowSummary``; ``experiments`` limits the
-column to those sections (empty: every section); ``part`` picks the drawn table (accuracy
-or cost); ``when(rows)`` hides the column from a table where it means nothing (e.g. best N
+column to those sections (empty: every section); ``part`` picks the drawn table (accuracy,
+comparison or cost); ``when(rows)`` hides the column from a table where it means nothing (e.g. best N
 without two N-hot variants); ``text`` columns are left-aligned and may wrap.
 """
 
@@ -26,8 +26,11 @@ from fer_bench.leaderboard.stats import (
     mean_epoch_statistics,
 )
 
+#: The drawn tables of a split, in order (a terminal cannot hold all columns in one).
 ACCURACY = "accuracy"
+COMPARISON = "comparison"
 COST = "cost"
+PARTS = (ACCURACY, COMPARISON, COST)
 FAILED = "failed"
 MISSING = "—"
 
@@ -162,15 +165,15 @@ COLUMNS: list[Column] = [
       for i, name in enumerate(TABLE2_COLUMNS)),
     Column(SEEDS_COLUMN, _seeds),
     Column(BEST_COLUMN, lambda row: MISSING if row.best_n is None else str(row.best_n),
-           when=has_best_n),
-    Column(GAIN_COLUMN, lambda row: gain_text(row.gain), when=has_best_n),
-    Column(P_COLUMN, lambda row: format_p(row.gain.p_value if row.gain else None), when=has_best_n),
-    Column(TEST_COLUMN, lambda row: test_text(row.gain), when=has_best_n, text=True),
-    Column(EIGHT_GAIN_COLUMN, lambda row: gain_text(row.eight_vs_one), when=has_eight_vs_one),
+           when=has_best_n, part=COMPARISON),
+    Column(GAIN_COLUMN, lambda row: gain_text(row.gain), when=has_best_n, part=COMPARISON),
+    Column(P_COLUMN, lambda row: format_p(row.gain.p_value if row.gain else None), when=has_best_n, part=COMPARISON),
+    Column(TEST_COLUMN, lambda row: test_text(row.gain), when=has_best_n, text=True, part=COMPARISON),
+    Column(EIGHT_GAIN_COLUMN, lambda row: gain_text(row.eight_vs_one), when=has_eight_vs_one, part=COMPARISON),
     Column(EIGHT_P_COLUMN, lambda row: format_p(row.eight_vs_one.p_value if row.eight_vs_one else None),
-           when=has_eight_vs_one),
+           when=has_eight_vs_one, part=COMPARISON),
     Column(EIGHT_TEST_COLUMN, lambda row: test_text(row.eight_vs_one), when=has_eight_vs_one,
-           text=True),
+           text=True, part=COMPARISON),
     Column(OPTIMISTIC_COLUMN, _optimistic, part=COST),
     Column(COST_COLUMNS[0], _number("median_epoch_s", ".2f"), part=COST),
     Column(COST_COLUMNS[1], _number("train_images_per_s", ".0f"), part=COST),

@@ -17,18 +17,19 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from fer_bench.fileio import atomic_write_text
 from fer_bench.leaderboard.rows import RowSummary, summarize
 from fer_bench.leaderboard.stats import SINGLE_RUN, TABLE2_THRESHOLD, mean_ci
 from fer_bench.leaderboard.table import (
+    ACCURACY,
     MISSING,
     build_sections,
     format_accuracy,
     format_cell,
+    frame_parts,
+    part_title,
     run_labels,
-    split_columns,
-    table_title,
 )
-from fer_bench.fileio import atomic_write_text
 from fer_bench.record import CellRecord
 
 _ESCAPES = {
@@ -187,14 +188,13 @@ def _section_parts(records: Sequence[CellRecord],
         parts += [f"## {escape_markdown(section.heading)}", ""]
         data_label, profile = run_labels(section.records, provenance)
         for split, frame in section.frames.items():
-            accuracy_columns, cost_columns = split_columns(frame)
-            parts += [f"### {escape_markdown(table_title(split, data_label, profile))}", "",
-                      frame_to_markdown(frame, accuracy_columns), ""]
-            notes = list(frame.attrs.get("notes", ()))
-            if notes:
-                parts += [*(f"> Note: {escape_markdown(note)}" for note in notes), ""]
-            parts += [f"#### {escape_markdown(split)} split: cost", "",
-                      frame_to_markdown(frame, cost_columns), ""]
+            for part, columns in frame_parts(frame).items():
+                level = "###" if part == ACCURACY else "####"
+                parts += [f"{level} {escape_markdown(part_title(part, split, data_label, profile))}",
+                          "", frame_to_markdown(frame, columns), ""]
+                notes = list(frame.attrs.get("notes", ())) if part == ACCURACY else []
+                for note in notes:
+                    parts += [f"> Note: {escape_markdown(note)}", ""]
     return parts
 
 
@@ -209,7 +209,8 @@ def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[
     data_label, profile = run_labels(records, provenance)
     parts = ["# fer_bench leaderboard", ""]
     if data_label != "ferplus":
-        parts += [f"> **Data: {escape_markdown(data_label)}, not (only) FERPlus.** Numbers on "
+        only = "not only" if "ferplus" in data_label.split("+") else "not"
+        parts += [f"> **Data: {escape_markdown(data_label)}, {only} FERPlus.** Numbers on "
                   "other data test the pipeline; they say nothing about how the models do on "
                   "real faces.", ""]
     if "smoke" in profile:

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from fer_bench.leaderboard.rows import summarize  # noqa: E402
 from fer_bench.leaderboard.stats import mean_ci  # noqa: E402
-from fer_bench.leaderboard.table import run_labels  # noqa: E402
+from fer_bench.leaderboard.table import data_text, run_labels  # noqa: E402
 from fer_bench.record import CellRecord  # noqa: E402
 
 SPLIT_STYLES = {"ordinary": "-", "complex": "--", "official": ":"}
@@ -38,8 +38,7 @@ def _colors(labels: Sequence[str]) -> dict[str, Any]:
 
 def _subtitle(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, Any]]) -> str:
     data_label, profile = run_labels(records, provenance)
-    data = data_label if "ferplus" in data_label else f"{data_label.upper()} (not FERPlus)"
-    return f"data: {data}, profile: {profile}"
+    return f"data: {data_text(data_label)}, profile: {profile}"
 
 
 def plot_accuracy_vs_n(records: Sequence[CellRecord], path: str | Path,
@@ -49,12 +48,14 @@ def plot_accuracy_vs_n(records: Sequence[CellRecord], path: str | Path,
               for split, rows in summarize(records).items()}
     colors = _colors([row.label for rows in tables.values() for row in rows])
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=100)
+    drawn = 0
     for split, rows in tables.items():
         style = SPLIT_STYLES.get(split, "-.")
         for row in rows:
             cells = [c for _, c in sorted(row.nhot_cells().items()) if not c.failed]
             if not cells:
                 continue
+            drawn += 1
             n_values = np.array([c.nhot for c in cells])
             means = np.array([100 * c.mean for c in cells])
             ax.plot(n_values, means, style, marker="o", color=colors[row.label],
@@ -70,7 +71,7 @@ def plot_accuracy_vs_n(records: Sequence[CellRecord], path: str | Path,
     ax.grid(alpha=0.3)
     ax.set_title("Honest test accuracy vs N (solid: ordinary, dashed: complex; "
                  "bands: 95% CI over seeds)\n" + _subtitle(records, provenance), fontsize=10)
-    if any(tables.values()):
+    if drawn:
         ax.legend(fontsize=8, loc="best")
     else:
         ax.text(0.5, 0.5, "no row with two or more N-hot variants", ha="center",

@@ -9,7 +9,9 @@ separate rows. Seeds are the only thing a row averages over (SPEC "Cell identity
 
 A row's **label** is the model name plus ``axis=value`` for every identity axis whose value
 varies among the rows of its table (``small_cnn loss=pld``, ``vgg16 aug=flip_rot20``,
-``small_cnn device=cuda/bf16``, ``vgg16 data=ferplus 4000 images``); never a hash.
+``small_cnn device=cuda/bf16``, ``vgg16 data=ferplus 4000 images``), plus the optional axes
+of the readable cell id (loss, augmentation, init, alignment) where they are not at their
+default; never a hash.
 """
 
 from __future__ import annotations
@@ -228,8 +230,13 @@ def _data_texts(rows: Sequence[RowSummary]) -> dict[str, str]:
 
 
 def label_rows(rows: Sequence[RowSummary]) -> None:
-    """Set each row's label: model + ``axis=value`` for every axis that varies among ``rows``."""
+    """Set each row's label: model + ``axis=value`` for every axis that varies among ``rows``,
+    and, as in the readable cell id, every optional axis (loss, augmentation, init,
+    alignment) that is not at its default in some row (a one-row table of a custom loss
+    still says which loss)."""
     varying = {a for a in identity_axes() if len({row.identity[a] for row in rows}) > 1}
+    varying |= {a for a, (_, default) in OPTIONAL_AXES.items()
+                if any(row.identity.get(a, default) != default for row in rows)}
     if varying & {"device_type", "precision"}:
         varying = (varying - {"device_type", "precision"}) | {"device"}
     order = [*LABEL_ORDER, *(a for a in identity_axes() if a not in LABEL_ORDER)]

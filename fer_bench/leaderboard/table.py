@@ -6,8 +6,9 @@ frames. Variant cells are honest test accuracy in percent, "mean ± half-width" 
 interval over seeds (2 decimals), "mean" alone for one seed, "failed" when every seed
 failed, with " (k failed)" appended when some seeds failed. The other columns come from the
 registry in ``columns.py``. Each frame's ``attrs`` hold what the renderers need besides the
-cells: ``cost_columns``, ``text_columns``, ``best`` (row label -> column of its best N) and
-``notes`` (the lines printed under the table).
+cells: ``parts`` (accuracy / comparison / cost -> its columns: drawn as separate tables, as
+one terminal line cannot hold them all), ``text_columns``, ``best`` (row label -> column of
+its best N) and ``notes`` (the lines printed under the table).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from rich.text import Text
 
 from fer_bench.console import wide_console
 from fer_bench.leaderboard.columns import (  # noqa: F401  (re-exported: the display texts)
+    ACCURACY,
     BEST_COLUMN,
+    COMPARISON,
     COST,
     COST_COLUMNS,
     EIGHT_GAIN_COLUMN,
@@ -87,8 +90,10 @@ def frame_of(rows: Sequence[RowSummary], experiment: str = "") -> pd.DataFrame:
     frame = pd.DataFrame(values, columns=names,
                          index=pd.Index([row.label for row in rows], name="model"))
     show_best = has_best_n(rows)
+    parts = {part: [c.name for c in registered if c.part == part] for part in (COMPARISON, COST)}
+    parts = {ACCURACY: [n for n in names if not any(n in cols for cols in parts.values())], **parts}
     frame.attrs.update(
-        cost_columns=[c.name for c in registered if c.part == COST],
+        parts=parts,
         text_columns=[c.name for c in registered if c.text],
         best={row.label: nhot_column(row.best_n) for row in rows
               if show_best and row.best_n is not None},
@@ -118,7 +123,7 @@ class SectionTables:
 
     @property
     def heading(self) -> str:
-        return self.name if self.title == self.name else f"{self.name}: {self.title}"
+        return self.name if self.title == self.name else f"{self.name} — {self.title}"
 
 
 def build_sections(records: Sequence[CellRecord],
@@ -163,15 +168,25 @@ def table_title(split: str, data_label: str, profile: str) -> str:
     return title
 
 
-def split_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
-    """(accuracy columns, cost columns) of a display frame: drawn as two tables."""
-    cost = list(frame.attrs.get("cost_columns", [SEEDS_COLUMN, OPTIMISTIC_COLUMN, *COST_COLUMNS]))
-    return [c for c in frame.columns if c not in cost], [c for c in frame.columns if c in cost]
+def frame_parts(frame: pd.DataFrame) -> dict[str, list[str]]:
+    """part -> columns of a display frame, in drawing order, empty parts left out."""
+    parts = frame.attrs.get("parts") or {ACCURACY: list(frame.columns)}
+    return {part: list(columns) for part, columns in parts.items() if columns}
 
 
-def _rich_table(frame: pd.DataFrame, columns: Sequence[str], title: str) -> Table:
-    table = Table(title=Text(title), title_justify="left")
-    table.add_column(Text(str(frame.index.name or "")), style="bold", overflow="fold")
+def part_title(part: str, split: str, data_label: str, profile: str) -> str:
+    """Title of one drawn table of a split."""
+    if part == ACCURACY:
+        return table_title(split, data_label, profile)
+    if part == COMPARISON:
+        return f"{split} split: comparisons (paired over the seeds both cells share)"
+    return f"{split} split: {part}"
+
+
+def _rich_table(frame: pd.DataFrame, columns: Sequence[str]) -> Table:
+    table = Table()
+    table.add_column(Text(str(frame.index.name or "")), style="bold", overflow="fold",
+                     min_width=min(24, max((len(str(label)) for label in frame.index), default=5)))
     text_columns = set(frame.attrs.get("text_columns", ()))
     for column in columns:
         if column in text_columns:
@@ -200,15 +215,20 @@ def print_terminal_tables(records: Sequence[CellRecord], console: Console | None
     such as "[bold]x" is printed as-is, never parsed as rich markup.
     """
     console = console or wide_console()
-    for section in build_sections(records, provenance):
+    sections = build_sections(records, provenance)
+    if not sections:
+        return
+    for section in sections:
         console.rule(Text(section.heading))
         data_label, profile = run_labels(section.records, provenance)
         for split, frame in section.frames.items():
-            accuracy_columns, cost_columns = split_columns(frame)
-            console.print(_rich_table(frame, accuracy_columns, table_title(split, data_label, profile)))
-            for note in frame.attrs.get("notes", ()):
-                console.print(Text(f"note: {note}"))
-            console.print(_rich_table(frame, cost_columns, f"{split} split: cost"))
+            for part, columns in frame_parts(frame).items():
+                # the title on its own line: a narrow table would fold it into its width
+                console.print(Text(part_title(part, split, data_label, profile), style="italic"))
+                console.print(_rich_table(frame, columns))
+                if part == ACCURACY:
+                    for note in frame.attrs.get("notes", ()):
+                        console.print(Text(f"note: {note}"))
     console.print(Text("* best N of the row (highest mean honest accuracy). Every gain is the "
                        "mean paired difference over the seeds both cells share, in percentage "
                        "points; p from the test named beside it. 8-hot vs 1-hot is the "

@@ -106,6 +106,16 @@ def resolve_cell(spec: ModelSpec, *, variant: str, split: str, seed: int, config
                 device_type=device_type, precision=effective_precision(device_type, amp))
 
 
+#: Offset of the PLD label-draw stream's seed from the shuffle stream's (both torch generators).
+LABEL_DRAW_SEED_OFFSET = 1_000_003
+
+
+def training_generators(seed: int, device: torch.device | str) -> tuple[torch.Generator, torch.Generator]:
+    """(shuffle, label draws): the runner's two seeded torch random streams on ``device``."""
+    shuffle = torch.Generator(device=device).manual_seed(seed)
+    return shuffle, torch.Generator(device=device).manual_seed(seed + LABEL_DRAW_SEED_OFFSET)
+
+
 def check_init(spec: ModelSpec, init: InitChoice | str) -> None:
     """Raise ``CellSkipped`` when ``spec`` cannot take ``init`` (ImageNet weights it has not)."""
     name = init.name if isinstance(init, InitChoice) else init
@@ -251,8 +261,7 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
                          f"{config.batch_size}; lower batch_size or use more data")
     loss_fn = get_loss(config.loss)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    shuffle = torch.Generator(device=device).manual_seed(seed)
-    label_draws = torch.Generator(device=device).manual_seed(seed + 1_000_003)
+    shuffle, label_draws = training_generators(seed, device)
     eval_kwargs = dict(input_size=config.input_size, channels_last=channels_last, amp=amp,
                        batch_size=eval_batch_size(config.input_size, config.batch_size, device))
     trained_per_epoch = (images.shape[0] // config.batch_size) * config.batch_size
