@@ -23,7 +23,8 @@ Each axis's values come from, first to last:
 4. the profile, then the default (loss and augmentation: the model's own preference).
 
 Model, variant, split and seed are always parametrised; loss, augmentation and init only
-when they take more than one value, so the test id is the cell's readable id
+when they take more than one value or a non-default one, so the test id is the cell's
+readable id
 (``vgg16-n3-complex-s0``, then ``loss=pld`` ... for the varying optional axes: the same
 ``fer_bench.cell.axis_token`` names both). ``fer_experiment("name", title=...)`` names the
 leaderboard section (default: the module name without ``test_``).
@@ -444,9 +445,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             state.errors.append(message if isinstance(exc, pytest.UsageError)
                                 else f"{metafunc.definition.nodeid}: {message}")
             return
-        if axis in ALWAYS_PARAMETRISED or len(values) > 1:
+        if axis in ALWAYS_PARAMETRISED or len(values) > 1 or not _is_default(axis, values[0]):
             ids = [axis_token(axis, getattr(v, "name", v)) for v in values]
             metafunc.parametrize(fixture, values, ids=ids)
+
+
+def _is_default(axis: str, value: Any) -> bool:
+    """True when ``value`` leaves the readable id unchanged (None = the model's own choice)."""
+    from fer_bench.cell import OPTIONAL_AXES
+
+    value = getattr(value, "name", value)
+    return value is None or value == OPTIONAL_AXES.get(axis, (None, None))[1]
 
 
 # --------------------------------------------------------------------------- fixtures
