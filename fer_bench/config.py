@@ -27,6 +27,10 @@ class TrainConfig:
     by its content; see ``fer_bench.cell.resolve_init``).
     ``val_fraction``: share of the training split carved off for model selection.
     ``input_size``: side in pixels the 48x48 images are resized to for the model.
+    ``optimizer`` / ``momentum`` / ``schedule`` / ``warmup`` / ``ema``: see
+    ``fer_bench.training.recipe`` (the defaults are the study's: Adam at a constant lr).
+    ``label_smoothing``: targets become (1 - a) t + a / 8 before the loss (0 = off).
+    ``tta``: "none" or "flip" (evaluation averages the softmax of the image and its mirror).
     """
 
     epochs: int = DEFAULT_EPOCHS
@@ -38,6 +42,13 @@ class TrainConfig:
     val_fraction: float = 0.1
     input_size: int = 48
     weight_decay: float = 0.0
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    schedule: str = "constant"
+    warmup: float = 0.0
+    ema: float = 0.0
+    label_smoothing: float = 0.0
+    tta: str = "none"
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         """A copy with every non-None override applied (unknown keys raise TypeError)."""

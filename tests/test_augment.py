@@ -104,3 +104,17 @@ def test_to_model_input_scales_and_resizes(faces):
     small = to_model_input(images[:4], 24)
     assert small.shape == (4, 1, 24, 24)
     assert np.isfinite(small.numpy()).all()
+
+
+def test_random_flip_shift_is_a_batched_mirror_and_translation():
+    from fer_bench.training.augment import random_flip_shift
+
+    images = torch.arange(4 * 6 * 6, dtype=torch.int64).reshape(4, 6, 6).to(torch.uint8)
+    same = random_flip_shift(images, 0, torch.Generator().manual_seed(0))
+    for i in range(4):   # shift 0: each image is itself or its mirror
+        assert torch.equal(same[i], images[i]) or torch.equal(same[i], images[i].flip(-1))
+    out = random_flip_shift(images, 2, torch.Generator().manual_seed(1))
+    again = random_flip_shift(images, 2, torch.Generator().manual_seed(1))
+    assert out.shape == images.shape and out.dtype == torch.uint8 and torch.equal(out, again)
+    for i in range(4):   # every output pixel is a pixel of its own image (border repeated)
+        assert set(out[i].flatten().tolist()) <= set(images[i].flatten().tolist())

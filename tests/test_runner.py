@@ -295,3 +295,30 @@ def test_record_is_plain_json(two_epoch_record):
     record = two_epoch_record[0].to_dict()
     assert json.loads(json.dumps(record)) == record
     assert all(type(v) is str for v in record["versions"].values())
+
+
+def test_fast_recipe_features_train_and_are_part_of_the_identity(task_data):
+    """SGD + one-cycle + EMA + label smoothing + online augmentation + flip TTA run, and
+    each is an identity field (a different value is a different cell)."""
+    spec = tiny_spec()
+    config = resolve_config(spec, epochs=2, optimizer="sgd", lr=0.05, schedule="onecycle",
+                            warmup=0.3, ema=0.9, label_smoothing=0.1, tta="flip",
+                            augmentation="rand_flip_shift2", loss="cce")
+    record = run_cell(spec, rebind(task_data, spec, config))
+    assert record.status == "ok", record.error
+    assert record.cell.recipe.optimizer == "sgd" and len(record.val_acc) == 2
+    plain = rebind(task_data, spec, resolve_config(spec, epochs=2)).cell
+    assert plain.digest() != record.cell.digest()
+    with pytest.raises(ValueError, match="optimizer"):
+        resolve_config(spec, optimizer="lbfgs")
+
+
+def test_onecycle_schedule_rises_then_falls_to_zero():
+    from fer_bench.training.recipe import lr_factor
+
+    config = TrainConfig(schedule="onecycle", warmup=0.25)
+    factors = [lr_factor(step, 100, config) for step in range(100)]
+    assert factors[0] == pytest.approx(1 / 25) and max(factors) == pytest.approx(1.0)
+    assert factors.index(max(factors)) == 24 and factors[-1] == pytest.approx(0.0)
+    assert all(a >= b for a, b in zip(factors[24:], factors[25:], strict=False))
+    assert lr_factor(50, 100, TrainConfig()) == 1.0

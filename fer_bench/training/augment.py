@@ -12,6 +12,10 @@ flip_rot<T>    Base + Flip + Rotate +T + Rotate -T  (T in 10/20/30/40)     4x
 flip_rr        Base + Flip + Rotate +a_i + Rotate -b_i, a_i, b_i ~ U[10,30] 4x
 =============  =========================================================  ======
 
+Online sets (beyond the study) transform every training batch afresh on the device instead:
+``rand_flip`` (random mirror), ``rand_flip_shift2`` / ``rand_flip_shift4`` (random mirror and
+random translation up to 2 / 4 pixels).
+
 Positive angles rotate counter-clockwise as the image is displayed. Rotation samples
 bilinearly and fills the corners from the nearest border pixel (like Keras' default
 ``fill_mode="nearest"``), so no black wedges appear. "flip_rot20" is the report's best.
@@ -40,13 +44,17 @@ ROTATE_CHUNK = 4096
 
 @dataclass(frozen=True)
 class AugmentationSet:
-    """A static augmentation set: ``expand(images uint8 [T, H, W], targets [T, C], seed)``
-    returns images [k*T, H, W] and targets [k*T, C]; ``multiple`` = k (for size estimates)."""
+    """An augmentation set. Static part: ``expand(images uint8 [T, H, W], targets [T, C],
+    seed)`` returns images [k*T, H, W] and targets [k*T, C] once per cell; ``multiple`` = k.
+    Online part (optional): ``online(batch uint8 [B, H, W], generator)`` returns a
+    transformed batch of the same shape, drawn afresh for every training batch on the
+    device (no per-image Python)."""
 
     name: str
     multiple: int
     expand: Callable[[torch.Tensor, torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]
     description: str = ""
+    online: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
 
 def _as_augmentation(name: str, obj: object, entry: Entry) -> AugmentationSet:
@@ -160,6 +168,40 @@ def _register_study_sets() -> None:
 
 
 _register_study_sets()
+
+
+def random_flip_shift(batch: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image of uint8 [B, H, W] mirrored with probability 1/2 and translated by an
+    integer (dy, dx) drawn uniformly from [-max_shift, max_shift] (border pixels repeated).
+
+    One gather over the whole batch: row/column index maps per image, no Python loop.
+    """
+    count, height, width = batch.shape
+    device = batch.device
+    flip = torch.rand(count, generator=generator, device=device) < 0.5
+    shifts = torch.randint(-max_shift, max_shift + 1, (2, count), generator=generator, device=device)
+    rows = (torch.arange(height, device=device)[None, :] - shifts[0][:, None]).clamp_(0, height - 1)
+    cols = torch.arange(width, device=device)[None, :].expand(count, width)
+    cols = torch.where(flip[:, None], width - 1 - cols, cols)
+    cols = (cols - shifts[1][:, None]).clamp_(0, width - 1)
+    index = torch.arange(count, device=device)[:, None, None]
+    return batch[index, rows[:, :, None], cols[:, None, :]]
+
+
+def _register_online_sets() -> None:
+    for shift in (0, 2, 4):
+        name = "rand_flip" if shift == 0 else f"rand_flip_shift{shift}"
+
+        def online(batch: torch.Tensor, generator: torch.Generator, shift: int = shift) -> torch.Tensor:
+            return random_flip_shift(batch, shift, generator)
+
+        AUGMENTATIONS.register(name, AugmentationSet(
+            name, 1, lambda images, targets, seed: (images, targets),
+            "online, every batch: random mirror (p=1/2)"
+            + (f" and random shift up to +-{shift} px" if shift else ""), online=online), builtin=True)
+
+
+_register_online_sets()
 
 
 def to_model_input(batch: torch.Tensor, input_size: int, channels_last: bool = False) -> torch.Tensor:

@@ -37,11 +37,12 @@ def eval_batch_size(input_size: int, train_batch_size: int, device: torch.device
 @torch.no_grad()
 def predict(
     model: torch.nn.Module, images: torch.Tensor, *, input_size: int, batch_size: int,
-    channels_last: bool, amp: bool,
+    channels_last: bool, amp: bool, flip_tta: bool = False,
 ) -> tuple[torch.Tensor, float]:
     """Softmax probabilities float32 [M, C] (on the images' device) and wall seconds.
 
-    images uint8 [M, H, W]. The model is put in eval mode and left there.
+    images uint8 [M, H, W]. The model is put in eval mode and left there. ``flip_tta``
+    averages the probabilities of each image and its horizontal mirror.
     """
     device = images.device
     model.eval()
@@ -51,7 +52,12 @@ def predict(
         x = to_model_input(images[first:first + batch_size], input_size, channels_last)
         with autocast_for(device, amp):
             logits = logits_of(model(x))
-        chunks.append(torch.softmax(logits.float(), dim=1))
+        probs = torch.softmax(logits.float(), dim=1)
+        if flip_tta:
+            with autocast_for(device, amp):
+                mirrored = logits_of(model(torch.flip(x, dims=[-1])))
+            probs = 0.5 * (probs + torch.softmax(mirrored.float(), dim=1))
+        chunks.append(probs)
     probs = torch.cat(chunks)
     return probs, synchronized_time(device) - start
 

@@ -39,7 +39,7 @@ from fer_bench.errors import CellFailed, CellSkipped, ConfigError, ModelError
 from fer_bench.record import CellRecord
 from fer_bench.registry import ModelSpec, build_model, check_model_output, logits_of
 from fer_bench.tasks import TaskData, build_task_data
-from fer_bench.training.augment import check_augmentation, expand_static, to_model_input
+from fer_bench.training.augment import AUGMENTATIONS, check_augmentation, to_model_input
 from fer_bench.training.device import (
     default_device,
     device_name,
@@ -55,6 +55,7 @@ from fer_bench.training.evaluate import (
     predict,
 )
 from fer_bench.training.losses import Loss, draw_one_hot, get_loss
+from fer_bench.training.recipe import WeightAverage, check_recipe, make_optimizer, make_schedule
 
 __all__ = ["EpochReport", "default_device", "get_or_run_cell", "resolve_cell", "resolve_config",
            "run_cell"]
@@ -86,6 +87,9 @@ def resolve_config(spec: ModelSpec, **overrides: Any) -> TrainConfig:
     config = TrainConfig().with_overrides(**from_spec).with_overrides(**overrides)
     get_loss(config.loss)
     check_augmentation(config.augmentation)
+    check_recipe(config)
+    if not 0.0 <= config.label_smoothing < 1.0 or config.tta not in ("none", "flip"):
+        raise ConfigError(f"label_smoothing must be in [0, 1) and tta 'none' or 'flip': {config}")
     config = replace(config, init=resolve_init(config.init).name)
     if config.epochs < 1 or config.batch_size < 1 or config.input_size < 1:
         raise ConfigError(f"epochs, batch_size and input_size must be >= 1: {config}")
@@ -108,6 +112,8 @@ def resolve_cell(spec: ModelSpec, *, variant: str, split: str, seed: int, config
 
 #: Offset of the PLD label-draw stream's seed from the shuffle stream's (both torch generators).
 LABEL_DRAW_SEED_OFFSET = 1_000_003
+#: Offset of the online-augmentation stream's seed (random mirror / shift of each batch).
+AUGMENT_SEED_OFFSET = 2_000_003
 
 
 def training_generators(seed: int, device: torch.device | str) -> tuple[torch.Generator, torch.Generator]:
@@ -192,44 +198,74 @@ def _build_checked_model(spec: ModelSpec, config: TrainConfig, device: torch.dev
     return model.to(memory_format=torch.channels_last)
 
 
-def _train_epoch(model: torch.nn.Module, spec: ModelSpec, optimizer: torch.optim.Optimizer,
-                 loss_fn: Loss, images: torch.Tensor, targets: torch.Tensor, config: TrainConfig,
-                 epoch: int, shuffle: torch.Generator, channels_last: bool,
-                 amp: bool) -> tuple[float, float]:
+@dataclass
+class _Training:
+    """What one cell's training loop holds (built once per cell by ``_train_and_evaluate``)."""
+
+    model: torch.nn.Module
+    spec: ModelSpec
+    config: TrainConfig
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    loss_fn: Loss
+    online: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None
+    shuffle: torch.Generator
+    augment_draws: torch.Generator
+    average: WeightAverage | None
+    channels_last: bool
+    amp: bool
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights evaluation and model selection use (the average when ``ema`` > 0)."""
+        return self.average.model if self.average is not None else self.model
+
+
+def _train_epoch(run: _Training, images: torch.Tensor, targets: torch.Tensor,
+                 epoch: int) -> tuple[float, float]:
     """One pass over ``images`` in shuffled full batches; returns (seconds, mean loss).
 
     Per-batch losses stay on the device and are checked once at the end of the epoch (no
     per-batch host sync); a NaN/inf loss raises ``CellFailed`` naming epoch and batch.
     """
-    device = images.device
+    model, config, device = run.model, run.config, images.device
     model.train()
     batch_size = config.batch_size
     n_batches = images.shape[0] // batch_size
     batch_losses = torch.zeros(n_batches, device=device)
+    smoothing = config.label_smoothing
     start = synchronized_time(device)
-    order = torch.randperm(images.shape[0], generator=shuffle, device=device)
+    order = torch.randperm(images.shape[0], generator=run.shuffle, device=device)
     for b in range(n_batches):
         index = order[b * batch_size:(b + 1) * batch_size]
-        x = to_model_input(images.index_select(0, index), config.input_size, channels_last)
+        batch = images.index_select(0, index)
+        if run.online is not None:
+            batch = run.online(batch, run.augment_draws)
+        x = to_model_input(batch, config.input_size, run.channels_last)
         y = targets.index_select(0, index)
-        with autocast_for(device, amp):
+        if smoothing:
+            y = y * (1.0 - smoothing) + smoothing / y.shape[1]
+        with autocast_for(device, run.amp):
             outputs = model(x)
             logits = logits_of(outputs)
-            loss = loss_fn(logits, y)
-            if spec.extra_loss is not None:
-                extra = spec.extra_loss(model, outputs, logits, y)
+            loss = run.loss_fn(logits, y)
+            if run.spec.extra_loss is not None:
+                extra = run.spec.extra_loss(model, outputs, logits, y)
                 if extra is not None:
                     loss = loss + extra.float()
-        optimizer.zero_grad(set_to_none=True)
+        run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
+        run.optimizer.step()
+        run.schedule.step()
+        if run.average is not None:
+            run.average.update(model)
         batch_losses[b] = loss.detach()
     seconds = synchronized_time(device) - start
     finite = torch.isfinite(batch_losses)
     if not bool(finite.all()):
         bad = int((~finite).nonzero()[0, 0]) + 1
         kind = "NaN" if bool(torch.isnan(batch_losses[bad - 1])) else "infinite"
-        raise CellFailed(f"{kind} loss at epoch {epoch}, batch {bad} for model {spec.name}")
+        raise CellFailed(f"{kind} loss at epoch {epoch}, batch {bad} for model {run.spec.name}")
     return seconds, float(batch_losses.mean())
 
 
@@ -255,25 +291,33 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
     model = _build_checked_model(spec, config, device, init_path)
     record.params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
-    images, targets = expand_static(data.train_images, data.train_targets, config.augmentation, seed)
+    augmentation = AUGMENTATIONS.get(config.augmentation)
+    images, targets = augmentation.expand(data.train_images, data.train_targets, seed)
     if images.shape[0] < config.batch_size:
         raise ValueError(f"{images.shape[0]} training images are fewer than one batch of "
                          f"{config.batch_size}; lower batch_size or use more data")
     loss_fn = get_loss(config.loss)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, config)
     shuffle, label_draws = training_generators(seed, device)
+    run = _Training(
+        model=model, spec=spec, config=config, optimizer=optimizer,
+        schedule=make_schedule(optimizer, config, config.epochs * (images.shape[0] // config.batch_size)),
+        loss_fn=loss_fn, online=augmentation.online, shuffle=shuffle,
+        augment_draws=torch.Generator(device=device).manual_seed(seed + AUGMENT_SEED_OFFSET),
+        average=WeightAverage(model, config.ema) if config.ema > 0 else None,
+        channels_last=channels_last, amp=amp)
     eval_kwargs = dict(input_size=config.input_size, channels_last=channels_last, amp=amp,
-                       batch_size=eval_batch_size(config.input_size, config.batch_size, device))
+                       batch_size=eval_batch_size(config.input_size, config.batch_size, device),
+                       flip_tta=config.tta == "flip")
     trained_per_epoch = (images.shape[0] // config.batch_size) * config.batch_size
     eval_seconds = 0.0
     best: _Best | None = None
     try:
         for epoch in range(1, config.epochs + 1):
             epoch_targets = draw_one_hot(targets, label_draws) if loss_fn.draws_targets else targets
-            seconds, mean_loss = _train_epoch(model, spec, optimizer, loss_fn, images, epoch_targets,
-                                              config, epoch, shuffle, channels_last, amp)
-            val_probs, val_seconds = predict(model, data.val_images, **eval_kwargs)
-            test_probs, test_seconds = predict(model, data.test_images, **eval_kwargs)
+            seconds, mean_loss = _train_epoch(run, images, epoch_targets, epoch)
+            val_probs, val_seconds = predict(run.eval_model, data.val_images, **eval_kwargs)
+            test_probs, test_seconds = predict(run.eval_model, data.test_images, **eval_kwargs)
             eval_seconds += val_seconds + test_seconds
             # argmax of a NaN row is class 0: catch it instead of scoring it as "neutral".
             if not bool(torch.isfinite(val_probs).all() and torch.isfinite(test_probs).all()):
