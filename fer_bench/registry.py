@@ -242,6 +242,8 @@ class ModelSpec:
     called without it.
     ``extra_loss(model, outputs, logits, targets) -> Tensor | None`` adds a model-specific
     term (e.g. an attention regulariser) to the training loss.
+    ``recipe``: further ``TrainConfig`` preferences (e.g. ``{"optimizer": "sgd",
+    "schedule": "onecycle", "ema": 0.99}``), applied after the named fields above.
     ``source`` ("dist==version (module:attr)") and ``release`` ("dist==version") are filled
     by the registry; ``release`` is part of every cell's identity.
     """
@@ -256,6 +258,7 @@ class ModelSpec:
     augmentation: str | None = None
     pretrained_available: bool = False
     extra_loss: Callable[..., Any] | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     source: str = ""
     release: str = ""

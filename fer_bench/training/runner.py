@@ -77,14 +77,16 @@ class EpochReport:
 
 
 def resolve_config(spec: ModelSpec, **overrides: Any) -> TrainConfig:
-    """SPEC defaults < the spec's non-None preferences < non-None ``overrides``.
+    """SPEC defaults < the spec's non-None preferences (named fields, then ``spec.recipe``)
+    < non-None ``overrides``.
 
     ``init`` may be given as the user wrote it ("file:PATH"); it is stored resolved
     ("file:<sha256>"). Raises ``ConfigError`` for an unknown loss, augmentation or init,
     TypeError for an unknown field.
     """
     from_spec = {name: getattr(spec, name) for name in _SPEC_CONFIG_FIELDS}
-    config = TrainConfig().with_overrides(**from_spec).with_overrides(**overrides)
+    config = (TrainConfig().with_overrides(**from_spec).with_overrides(**spec.recipe)
+              .with_overrides(**overrides))
     get_loss(config.loss)
     check_augmentation(config.augmentation)
     check_recipe(config)
