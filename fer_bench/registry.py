@@ -89,6 +89,16 @@ def qualified_name(obj: Any) -> str:
     return f"{module}:{qualname}"
 
 
+def instances_of(cls: type, kind: str) -> Callable[[str, Any, Entry], Any]:
+    """A ``coerce`` for registries whose targets must be ``cls`` objects."""
+    def coerce(name: str, obj: Any, entry: Entry) -> Any:
+        if isinstance(obj, cls):
+            return obj
+        raise ConfigError(f"{kind} {name!r} ({entry.source}): target is a {type(obj).__name__}, "
+                          f"not a {cls.__name__}")
+    return coerce
+
+
 class Registry(Generic[T]):
     """Names -> objects of one kind, from entry-point group ``group`` and in-process.
 

@@ -16,8 +16,7 @@ import numpy as np
 
 from fer_bench.data.nhot import reduce_to_nhot
 from fer_bench.data.schema import EMOTIONS, CleanDataset
-from fer_bench.errors import ConfigError
-from fer_bench.registry import Entry, Registry
+from fer_bench.registry import Registry, instances_of
 
 
 @dataclass(frozen=True)
@@ -31,14 +30,8 @@ class LabelTreatment:
     description: str = ""
 
 
-def _as_treatment(name: str, obj: object, entry: Entry) -> LabelTreatment:
-    if isinstance(obj, LabelTreatment):
-        return obj
-    raise ConfigError(f"label treatment {name!r} ({entry.source}): target is a "
-                      f"{type(obj).__name__}, not a LabelTreatment")
-
-
-LABELS: Registry[LabelTreatment] = Registry("label treatment", "fer_bench.labels", _as_treatment,
+LABELS: Registry[LabelTreatment] = Registry("label treatment", "fer_bench.labels",
+                                            instances_of(LabelTreatment, "label treatment"),
                                             option="--fer-variant / --fer-nhot")
 
 

@@ -31,8 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fer_bench.errors import ConfigError
-from fer_bench.registry import Entry, Registry
+from fer_bench.registry import Registry, instances_of
 
 RANDOM_ANGLE_RANGE_DEG = (10.0, 30.0)
 #: Second entropy word of the "flip_rr" angle stream, ``default_rng([seed, RR_ANGLE_STREAM])``,
@@ -57,16 +56,10 @@ class AugmentationSet:
     online: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None
 
 
-def _as_augmentation(name: str, obj: object, entry: Entry) -> AugmentationSet:
-    if isinstance(obj, AugmentationSet):
-        return obj
-    raise ConfigError(f"augmentation {name!r} ({entry.source}): target is a "
-                      f"{type(obj).__name__}, not an AugmentationSet")
-
-
 #: Entry-point group ``fer_bench.augmentations``; targets are ``AugmentationSet`` objects.
 AUGMENTATIONS: Registry[AugmentationSet] = Registry(
-    "augmentation", "fer_bench.augmentations", _as_augmentation, option="--fer-augmentation")
+    "augmentation", "fer_bench.augmentations", instances_of(AugmentationSet, "augmentation"),
+    option="--fer-augmentation")
 
 
 def check_augmentation(name: str) -> None:
