@@ -320,8 +320,11 @@ class Aligner:
         self.predictor = _load_model(dlib.shape_predictor, paths["landmarks"])
         if settings.detector == "cnn":
             self.detector = _load_model(dlib.cnn_face_detection_model_v1, paths["cnn"])
-        else:
-            self.detector = dlib.get_frontal_face_detector()
+        else:  # building it deserialises an embedded model (~1 s): once per process
+            memo = ("get_frontal_face_detector", "builtin")
+            if memo not in _memo_models:
+                _memo_models[memo] = dlib.get_frontal_face_detector()
+            self.detector = _memo_models[memo]
 
     def upscaled(self, image: np.ndarray) -> np.ndarray:
         from PIL import Image
@@ -394,9 +397,7 @@ def _load_model(loader: Callable[[str], Any], path: Path) -> Any:
         raise AlignError(f"{path}: corrupt or unreadable dlib model file ({type(exc).__name__}: "
                          f"{str(exc).strip()[:200]}); delete it and reinstall ({INSTALL_HINT}), "
                          "or give another path") from None
-    if len(_memo_models) >= 4:
-        _memo_models.clear()
-    _memo_models[memo] = model
+    _memo_models[memo] = model   # a handful at most: one per model file and dlib loader
     return model
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import logging
 import os
 import sys
 from dataclasses import replace
@@ -137,17 +136,10 @@ def _loadavg() -> list[float] | None:
 
 def data_align_command(args: Any) -> int:
     """``fer-bench data align``: load (through the data cache), align (through the alignment
-    cache), print JSON or tables. Progress lines go to stderr through ``logging``."""
+    cache), print JSON or tables. Progress lines are INFO records of the
+    ``fer_bench.data.align`` logger (``fer_bench.cli`` sends them to stderr)."""
     from fer_bench.data.align import AlignSettings, align_dataset
     from fer_bench.data.cache import load_dataset
-
-    log = logging.getLogger("fer_bench.data.align")
-    if not log.handlers and not logging.getLogger().handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("fer-bench: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
 
     try:
         settings = AlignSettings(detector=args.detector, upscale=args.upscale,
