@@ -15,11 +15,16 @@ BASELINES = [
     *(f"efficientnet_b{i}" for i in range(8)),
     "small_cnn",
 ]
+#: The study's FER-specific models (tests/test_study_models.py covers them).
+STUDY = ["ran", "dan", "mten", "mten_b0"]
+#: Recipes and variants beyond the study (fast CPU recipe, VGG13 at Microsoft's 64x64).
+OTHER = [name for name in ("fast_resnet", "vgg13_64")
+         if name in {e.name for e in list_entries() if e.distribution == "fer-baselines"}]
 
 
 def test_all_baselines_registered_by_fer_baselines_entry_points():
     by_name = {e.name: e for e in list_entries() if e.distribution == "fer-baselines"}
-    assert sorted(by_name) == sorted(BASELINES)
+    assert sorted(by_name) == sorted(BASELINES + STUDY + OTHER)
     assert by_name["vgg16"].value == "fer_baselines.classic:vgg16"
 
 

@@ -52,10 +52,11 @@ raises for that, so the forward raises a ``ModelError`` naming the model first. 
 runner drops the last partial batch, so this only happens with ``batch_size=1``.
 Evaluation (running statistics) works at any batch size.
 
-Parameters at 1 channel and 8 classes: 18,235,448 (trunk 11,170,240; 4 heads x 1,763,752;
-fc 4,104; BN 16; centres 4,096). Upstream (3-channel torchvision trunk, with the centres
-of its ``AffinityLoss`` counted) has 18,241,720; the difference (6,272) is the stem conv's
-two dropped input channels. Parameters do not depend on the input size.
+Parameters at 1 channel and 8 classes: 19,722,072 (trunk 11,170,240; 4 heads x 2,135,904;
+fc 4,104; BN 16; centres 4,096). Upstream (3-channel torchvision trunk, 8 classes, with the
+centres of its ``AffinityLoss`` counted) has 19,728,344; the difference (6,272) is the stem
+conv's two dropped input channels (2 x 64 x 7 x 7). Parameters do not depend on the input
+size.
 
 No pretrained weights are bundled (upstream starts from an MS-Celeb-1M face-ID ResNet-18
 that is not reachable here); the model trains from scratch.
@@ -68,14 +69,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn import init
 
-from fer_bench.errors import ModelError
-from fer_bench.registry import ModelSpec
 from fer_baselines.study_common import (
     RESNET18_FEATURES,
     output_part,
     refuse_pretrained,
     resnet18_trunk,
 )
+from fer_bench.errors import ModelError
+from fer_bench.registry import ModelSpec
 
 NAME = "dan"
 NUM_HEADS = 4

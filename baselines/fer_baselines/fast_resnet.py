@@ -52,9 +52,11 @@ class FastResNet(nn.Module):
 
     def __init__(self, num_classes: int = 8, in_chans: int = 1,
                  widths: tuple[int, ...] = DEFAULT_WIDTHS, depth: int = 1,
-                 head_scale: float = 1 / 8) -> None:
+                 head_scale: float = 1 / 8, stem_pool: bool = True) -> None:
         super().__init__()
         self.stem = _conv_bn(in_chans, widths[0])
+        if stem_pool:
+            self.stem.append(nn.MaxPool2d(2))
         self.stages = nn.Sequential(*(_Stage(widths[i], widths[i + 1], depth)
                                       for i in range(len(widths) - 1)))
         self.pool = nn.AdaptiveMaxPool2d(1)

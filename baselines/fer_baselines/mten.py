@@ -38,10 +38,10 @@ report of issue 10).
 Batch of one in training: works (every BatchNorm2d has at least a 3x3 map per channel;
 the squeeze-excite blocks have no normalisation).
 
-Parameters at 1 channel and 8 + 2 outputs: ``mten`` 7,713,156, ``mten_b0`` 4,019,782.
-HSEmotion's models (3 channels, 8 + 2 outputs) have 7,713,732 and 4,020,358; the
-differences (576 and 864) are the stem conv's two dropped input channels. Parameters do
-not depend on the input size.
+Parameters at 1 channel and 8 + 2 outputs: ``mten`` 7,714,508, ``mten_b0`` 4,019,782.
+HSEmotion's models (timm EfficientNet-B2 / B0, 3 channels, 8 + 2 outputs) have 7,715,084
+and 4,020,358; the difference (576 each) is the stem conv's two dropped input channels
+(2 x 32 x 3 x 3). Parameters do not depend on the input size.
 
 No pretrained weights are bundled (HSEmotion starts from VGGFace2 face-ID weights, not
 reachable here); the model trains from scratch.
@@ -55,10 +55,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fer_bench.errors import ModelError
-from fer_bench.registry import ModelSpec
 from fer_baselines.classic import create_timm_baseline
 from fer_baselines.study_common import output_part, refuse_pretrained
+from fer_bench.errors import ModelError
+from fer_bench.registry import ModelSpec
 
 AUX_OUTPUTS = 2
 AUX_WEIGHT = 1.0

@@ -65,14 +65,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fer_bench.errors import ModelError
-from fer_bench.registry import ModelSpec
 from fer_baselines.study_common import (
     RESNET18_FEATURES,
     output_part,
     refuse_pretrained,
     resnet18_trunk,
 )
+from fer_bench.errors import ModelError
+from fer_bench.registry import ModelSpec
 
 NAME = "ran"
 REGION_MARGIN = 0.1

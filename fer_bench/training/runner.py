@@ -14,16 +14,21 @@ Model selection never looks at the test set: ``acc_honest`` is the test accuracy
 epoch with the best validation accuracy (first best on ties); ``acc_optimistic`` is the
 best test accuracy over epochs, the figure the report used.
 
-Model-level failures (a forward that raises or returns the wrong shape, a NaN/inf loss,
-running out of memory) never escape: the cell comes back with ``status="failed"``, the
-message in ``error`` and whatever was measured before. Bad configuration raises.
+Model-level failures (any exception from model code while building, training or
+evaluating; a wrong output shape, a NaN/inf loss, running out of memory) never escape: the
+cell comes back with ``status="failed"``, the message (model, epoch, exception) in
+``error`` and whatever was measured before. Bad configuration raises; so does
+``KeyboardInterrupt``.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 import statistics
+import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,17 +40,16 @@ from fer_bench import metrics
 from fer_bench.cell import Cell, InitChoice, effective_precision, file_sha256, resolve_init
 from fer_bench.config import TrainConfig
 from fer_bench.data.variants import LABELS
-from fer_bench.errors import CellFailed, CellSkipped, ConfigError, ModelError
+from fer_bench.errors import CellFailed, CellSkipped, ConfigError, DataError, ModelError
 from fer_bench.record import CellRecord
 from fer_bench.registry import ModelSpec, build_model, check_model_output, logits_of
 from fer_bench.tasks import TaskData, build_task_data
 from fer_bench.training.augment import AUGMENTATIONS, check_augmentation, to_model_input
 from fer_bench.training.device import (
+    CellMemory,
     default_device,
     device_name,
     package_versions,
-    peak_memory,
-    reset_peak_memory,
     synchronized_time,
 )
 from fer_bench.training.evaluate import (
@@ -60,6 +64,7 @@ from fer_bench.training.recipe import WeightAverage, check_recipe, make_optimize
 __all__ = ["EpochReport", "default_device", "get_or_run_cell", "resolve_cell", "resolve_config",
            "run_cell"]
 
+log = logging.getLogger(__name__)
 _OOM_ERRORS: tuple[type[BaseException], ...] = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
 _SPEC_CONFIG_FIELDS = ("epochs", "lr", "batch_size", "loss", "augmentation", "input_size")
 
@@ -245,12 +250,12 @@ def _train_epoch(run: _Training, images: torch.Tensor, targets: torch.Tensor,
             batch = run.online(batch, run.augment_draws)
         x = to_model_input(batch, config.input_size, run.channels_last)
         y = targets.index_select(0, index)
-        if smoothing:
-            y = y * (1.0 - smoothing) + smoothing / y.shape[1]
+        # the model's own extra term sees the unsmoothed targets (e.g. MTEN's support head)
+        y_loss = y * (1.0 - smoothing) + smoothing / y.shape[1] if smoothing else y
         with autocast_for(device, run.amp):
             outputs = model(x)
             logits = logits_of(outputs)
-            loss = run.loss_fn(logits, y)
+            loss = run.loss_fn(logits, y_loss)
             if run.spec.extra_loss is not None:
                 extra = run.spec.extra_loss(model, outputs, logits, y)
                 if extra is not None:
@@ -296,8 +301,8 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
     augmentation = AUGMENTATIONS.get(config.augmentation)
     images, targets = augmentation.expand(data.train_images, data.train_targets, seed)
     if images.shape[0] < config.batch_size:
-        raise ValueError(f"{images.shape[0]} training images are fewer than one batch of "
-                         f"{config.batch_size}; lower batch_size or use more data")
+        raise ConfigError(f"{images.shape[0]} training images are fewer than one batch of "
+                          f"{config.batch_size}; lower batch_size or use more data")
     loss_fn = get_loss(config.loss)
     optimizer = make_optimizer(model, config)
     shuffle, label_draws = training_generators(seed, device)
@@ -358,6 +363,35 @@ def _on_device(data: TaskData, device: torch.device) -> TaskData:
     return replace(data, **{name: getattr(data, name).to(device) for name in tensors})
 
 
+#: Functions whose frames tell the stage an exception came from: (file name, function).
+_STAGES = {("runner.py", "_build_checked_model"): "building the model",
+           ("runner.py", "_train_epoch"): "training",
+           ("evaluate.py", "predict"): "evaluation"}
+_TORCH_DIR = str(Path(torch.__file__).resolve().parent)
+
+
+def describe_model_failure(model: str, record: CellRecord, exc: BaseException) -> str:
+    """The ``error`` of a cell ended by ``exc`` from model code: model, epoch, stage,
+    the exception's type and message, and where it was raised (outside torch)."""
+    frames = list(traceback.walk_tb(exc.__traceback__))
+    stage = ""
+    for frame, _ in frames:
+        key = (Path(frame.f_code.co_filename).name, frame.f_code.co_name)
+        stage = _STAGES.get(key, stage)
+    epoch = len(record.epoch_times_s) + 1
+    if stage == "building the model" or (not stage and record.params is None):
+        when = "while building the model (before epoch 1)"
+    else:
+        when = f"in epoch {epoch}" + (f" ({stage})" if stage else "")
+    where = ""
+    outside_torch = [(f, n) for f, n in frames if not f.f_code.co_filename.startswith(_TORCH_DIR)]
+    if outside_torch or frames:
+        frame, lineno = (outside_torch or frames)[-1]
+        where = f" at {Path(frame.f_code.co_filename).name}:{lineno}"
+    message = " ".join(str(exc).split()) or "(no message)"
+    return f"model {model} raised {type(exc).__name__} {when}{where}: {message}"
+
+
 def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | None = None,
              on_epoch: Callable[[EpochReport], None] | None = None, profile: str = "",
              init_path: Path | None = None) -> CellRecord:
@@ -368,8 +402,16 @@ def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | No
     model is built, a generator seeded with it for shuffling, another for PLD. On CUDA,
     ``cudnn.benchmark`` and cuDNN's nondeterministic backward kernels make repeated runs
     agree only up to floating-point noise.
-    Peak memory: CUDA peak allocated during this cell, or on CPU the process's peak RSS
-    (a process-wide high-water mark, see ``device.peak_memory``).
+    Peak memory is this cell's alone (``device.CellMemory``): CUDA peak allocated during
+    the cell, or on a CPU the peak growth of the resident set over its level when the cell
+    started (``memory_kind`` "host_rss_cell_delta").
+
+    Failure isolation: any exception from model code (building, a training step, an
+    evaluation pass) ends the cell with ``status="failed"`` and an ``error`` naming the
+    model, the epoch, the stage and the exception (type and message); the epochs finished
+    before it stay in the record. Bad configuration (``ConfigError``, ``DataError``) and
+    ``CellSkipped`` raise; ``KeyboardInterrupt`` stops the run (cells finished before it
+    are already stored by ``get_or_run_cell``).
     """
     device = torch.device(device) if device is not None else data.device
     if device.type == "cuda" and device.index is None:
@@ -384,22 +426,30 @@ def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | No
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     record = _new_record(data, device, profile, init_path)
-    reset_peak_memory(device)
-    oom = False
+    memory = CellMemory(device).start()
+    release = False
     try:
         _train_and_evaluate(spec, data, device, record, on_epoch, init_path)
     except CellFailed as exc:
         record.status, record.error = "failed", str(exc)
     except _OOM_ERRORS:
-        oom = True
+        release = True
         record.status = "failed"
         record.error = (f"out of memory on {device} for model {spec.name} with batch size "
                         f"{config.batch_size} (input {config.input_size}px); lower the batch size")
-    if oom:  # outside the except block, so the traceback no longer pins the tensors
+    except (CellSkipped, ConfigError, DataError):
+        raise
+    except Exception as exc:   # model code: the cell fails, the grid goes on
+        release = True
+        record.status, record.error = "failed", describe_model_failure(spec.name, record, exc)
+        log.debug("cell %s failed:\n%s", data.cell.id,
+                  "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    finally:
+        record.peak_memory_bytes, record.memory_kind = memory.stop()
+    if release:  # outside the except block, so the traceback no longer pins the tensors
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    record.peak_memory_bytes, record.memory_kind = peak_memory(device)
     record.finished_at = _now()
     return record
 
@@ -415,6 +465,10 @@ def get_or_run_cell(store: Any, spec: ModelSpec, clean: Any, cell: Cell, *,
     before any task data is built. A stored failed record is retried, not returned;
     ``rerun`` trains regardless. Every finished cell, failed ones included, is stored.
     ``cell.dataset`` must be ``clean``'s fingerprint.
+
+    Training happens under the store's claim on the cell (``ResultStore.claim``): a cell
+    another process is training is waited for, and the record it wrote meanwhile (ok or
+    failed) is returned from the store instead of training the cell a second time.
     """
     if cell.dataset != clean.fingerprint:
         raise ConfigError(f"cell {cell.id} names dataset {cell.dataset!r}, the data given is "
@@ -423,10 +477,17 @@ def get_or_run_cell(store: Any, spec: ModelSpec, clean: Any, cell: Cell, *,
         stored = store.get(cell)
         if stored is not None and stored.status == "ok":
             return stored, True
-    device = torch.device(device or default_device())
-    data = build_task_data(clean, cell, device=device)
-    record = run_cell(spec, data, device=device, on_epoch=on_epoch, profile=profile,
-                      init_path=init_path)
-    record.experiment = experiment
-    store.put(record)
+    claim = getattr(store, "claim", None)
+    with claim(cell) if claim is not None else nullcontext() as written_meanwhile:
+        if written_meanwhile is not None:
+            return written_meanwhile, True
+        stored = None if rerun else store.get(cell)       # finished before our claim?
+        if stored is not None and stored.status == "ok":
+            return stored, True
+        device = torch.device(device or default_device())
+        data = build_task_data(clean, cell, device=device)
+        record = run_cell(spec, data, device=device, on_epoch=on_epoch, profile=profile,
+                          init_path=init_path)
+        record.experiment = experiment
+        store.put(record)
     return record, False
