@@ -45,6 +45,15 @@ PROFILES: dict[str, Profile] = {
         augmentation="none",
         description="~4000 cleaned images, 2 epochs, small_cnn: the whole grid in minutes on a CPU",
     ),
+    "cpu": Profile(
+        name="cpu",
+        subset=None,
+        epochs=3,
+        models=("fast_resnet",),
+        augmentation=None,
+        description="full data on a CPU: fast_resnet and its own recipe (one-cycle SGD, "
+                    "batched flip/shift) over 3 epochs, about 5 minutes per cell on 2 quiet cores",
+    ),
     "paper": Profile(
         name="paper",
         subset=None,

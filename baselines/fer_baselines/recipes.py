@@ -1,0 +1,37 @@
+"""Model + recipe pairs beyond the study, registered as ``ModelSpec``s.
+
+``fast_resnet``: the fast CPU recipe (issue "speed you can trust"): the small residual net
+of ``fast_resnet.py`` trained with SGD-Nesterov, a one-cycle learning rate, batched random
+mirror + shift augmentation on the device, soft-target cross-entropy on the label
+distributions, and mirrored test-time augmentation. Its numbers are in the module's
+``benchmarks/fast_recipe_probe.py`` runs and the leaderboard's speedrun table.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from fer_baselines.fast_resnet import FastResNet
+from fer_bench.registry import ModelSpec
+
+FAST_WIDTHS = (32, 48, 96, 192)
+
+
+def build_fast_resnet(num_classes: int = 8, in_chans: int = 1) -> nn.Module:
+    """``FastResNet`` with the recipe's widths: [B, 1, 48, 48] in [0, 1] -> logits [B, 8]."""
+    return FastResNet(num_classes=num_classes, in_chans=in_chans, widths=FAST_WIDTHS)
+
+
+fast_resnet = ModelSpec(
+    name="fast_resnet",
+    factory=build_fast_resnet,
+    epochs=4,
+    lr=0.2,
+    batch_size=256,
+    loss="cce",
+    augmentation="rand_flip_shift4",
+    recipe={"optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4,
+            "schedule": "onecycle", "warmup": 0.25, "tta": "flip"},
+    description="small residual net + one-cycle SGD + batched flip/shift: fast on a CPU",
+    tags=("fast", "cpu"),
+)
