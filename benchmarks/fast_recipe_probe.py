@@ -19,6 +19,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -50,6 +51,7 @@ def parse_args(argv=None):
     p.add_argument("--final-lr", type=float, default=0.0, help="final LR as a fraction of peak")
     p.add_argument("--widths", type=str, default="24,48,96,192")
     p.add_argument("--depth", type=int, default=1)
+    p.add_argument("--stem-pool", type=int, default=1)
     p.add_argument("--shift", type=int, default=4, help="max translation in pixels (0 = off)")
     p.add_argument("--no-flip", action="store_true")
     p.add_argument("--smooth", type=float, default=0.0, help="mix targets with uniform")
@@ -133,7 +135,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     widths = tuple(int(v) for v in args.widths.split(","))
     cl = bool(args.channels_last)
-    model = fast_resnet(widths=widths, depth=args.depth)
+    model = fast_resnet(widths=widths, depth=args.depth, stem_pool=bool(args.stem_pool))
     if cl:
         model = model.to(memory_format=torch.channels_last)
     n_params = sum(p.numel() for p in model.parameters())
@@ -199,11 +201,13 @@ def main(argv=None):
     gen = torch.Generator().manual_seed(args.seed)
     step = 0
     train_s = 0.0
+    train_cpu = 0.0
     eval_s = 0.0
     best = (-1.0, None)
     history = []
     for epoch in range(1, args.epochs + 1):
         t0 = time.perf_counter()
+        c0 = time.process_time()
         model.train()
         perm = torch.randperm(len(xtr), generator=gen)
         xa = augment_epoch(xtr[perm], args.shift, not args.no_flip, gen)
@@ -227,11 +231,15 @@ def main(argv=None):
                         pe.lerp_(pm, 1 - dcy)
                     for be, bm in zip(ema_model.buffers(), model.buffers()):
                         be.copy_(bm)
-            loss_sum += float(loss)
+            loss_sum += float(loss.detach())
         ep_train = time.perf_counter() - t0
+        ep_cpu = time.process_time() - c0
         train_s += ep_train
+        train_cpu += ep_cpu
         rec = {"kind": "epoch", "epoch": epoch, "train_s": round(ep_train, 2),
-               "cum_train_s": round(train_s, 1), "loss": loss_sum / steps_per_epoch,
+               "cum_train_s": round(train_s, 1),
+               "train_cpu_s": round(ep_cpu, 2), "cum_train_cpu_s": round(train_cpu, 1),
+               "load1": round(os.getloadavg()[0], 2), "loss": loss_sum / steps_per_epoch,
                "lr_frac_end": lr_at(step - 1, total, args.warmup, args.final_lr)}
         if epoch % args.eval_every == 0 or epoch == args.epochs:
             t1 = time.perf_counter()
@@ -257,7 +265,7 @@ def main(argv=None):
         return {"epoch": bestr["epoch"], "val": bestr[key_val], "test": bestr[key_test],
                 "optimistic_test": max(r[key_test] for r in rows)}
 
-    summary = {"kind": "summary", "train_s": round(train_s, 1), "eval_s": round(eval_s, 1),
+    summary = {"kind": "summary", "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu, 1), "eval_s": round(eval_s, 1),
                "params": n_params, "flops_per_image": step_flops / args.batch,
                "total_train_pflops": step_flops * total / 1e15,
                "honest": honest("val", "test"), "honest_tta": honest("val_tta", "test_tta")}

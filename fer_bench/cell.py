@@ -52,7 +52,7 @@ class Cell:
     """One result's complete identity. Frozen and hashable; JSON via ``to_dict``.
 
     ``variant``: label treatment of the training targets, a name in the label registry
-    (``nhot-1`` .. ``nhot-8`` today). ``dataset``: fingerprint of the exact cleaned images
+    (``nhot-1`` .. ``nhot-8``, Microsoft's ``ms-*`` modes). ``dataset``: fingerprint of the exact cleaned images
     (a subset has its own). ``device_type``: "cpu" | "cuda" | "mps"; ``precision``: the
     effective one ("fp32", or "bf16" under CUDA autocast). ``model_release``:
     "dist==version" of the distribution that registers the model ("in-process" for

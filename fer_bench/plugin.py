@@ -486,19 +486,39 @@ def fer_settings(pytestconfig: pytest.Config) -> RunSettings:
 
 
 @pytest.fixture(scope="session")
-def fer_dataset(pytestconfig: pytest.Config) -> Any:
-    """The cleaned data set (``CleanDataset``), loaded once per session; the profile's
-    fixed seeded subset when it has one (a subset has its own fingerprint)."""
+def fer_datasets(pytestconfig: pytest.Config) -> Any:
+    """``fer_datasets(rule="study")``: the data cleaned by one cleaning rule ("study",
+    "ferplus-ms": ``fer_bench.data.clean.CLEANING_RULES``) as a ``CleanDataset``; the
+    source is loaded once per session and each rule cleaned once; the profile's fixed
+    seeded subset when it has one (a subset has its own fingerprint)."""
     from fer_bench.data.cache import load_dataset
     from fer_bench.data.clean import clean, subset
 
     state = session_of(pytestconfig)
-    data = clean(load_dataset(state.settings.data))
-    profile = state.settings.profile
-    if profile.subset is not None and profile.subset < len(data):
-        data = subset(data, profile.subset, seed=profile.subset_seed)
-    state.data_label, state.dataset_fingerprint = data.label, data.fingerprint
-    return data
+    loaded: list[Any] = []
+    by_rule: dict[str, Any] = {}
+
+    def dataset(rule: str = "study") -> Any:
+        if rule not in by_rule:
+            if not loaded:
+                loaded.append(load_dataset(state.settings.data))
+            data = clean(loaded[0], rule)
+            profile = state.settings.profile
+            if profile.subset is not None and profile.subset < len(data):
+                data = subset(data, profile.subset, seed=profile.subset_seed)
+            by_rule[rule] = data
+            state.data_label = data.label
+            if rule == "study" or not state.dataset_fingerprint:
+                state.dataset_fingerprint = data.fingerprint
+        return by_rule[rule]
+    return dataset
+
+
+@pytest.fixture(scope="session")
+def fer_dataset(fer_datasets: Any) -> Any:
+    """The data cleaned by the study's rule (``CleanDataset``), loaded once per session;
+    the profile's fixed seeded subset when it has one."""
+    return fer_datasets("study")
 
 
 @pytest.fixture(scope="session")
@@ -512,16 +532,22 @@ def fer_store(pytestconfig: pytest.Config) -> Any:
 @pytest.fixture
 def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, fer_split: str,
              fer_seed: int, fer_loss: str | None, fer_augmentation: str | None, fer_init: Any,
-             fer_dataset: Any, fer_store: Any) -> FerCell:
-    """One cell, ready to ``run(benchmark)``; skipped when its model cannot take an axis
-    value (e.g. ``init=imagenet`` for a model without ImageNet weights)."""
+             fer_datasets: Any, fer_store: Any) -> FerCell:
+    """One cell, ready to ``run(benchmark)``, on the data cleaned by the rule its label
+    treatment and split need; skipped when its model cannot take an axis value (e.g.
+    ``init=imagenet`` for a model without ImageNet weights)."""
     from fer_bench.cell import resolve_init
-    from fer_bench.errors import CellSkipped
+    from fer_bench.errors import CellSkipped, ConfigError
     from fer_bench.registry import get_model
+    from fer_bench.tasks import cleaning_rule
     from fer_bench.training.runner import check_init, default_device, resolve_cell, resolve_config
 
     state = session_of(request.config)
     settings = state.settings
+    try:
+        fer_dataset = fer_datasets(cleaning_rule(fer_variant, fer_split))
+    except ConfigError as exc:   # e.g. an ms-* label mode on the ordinary split
+        pytest.fail(f"fer_bench: {exc}", pytrace=False)
     init = fer_init if hasattr(fer_init, "name") else resolve_init(str(fer_init))
     spec = get_model(fer_model)
     try:
@@ -592,7 +618,7 @@ class FerCell:
         serves a record of the same device type and precision. A failed cell is recorded,
         then its test fails with the error; the grid goes on.
         """
-        from fer_bench.errors import CellSkipped
+        from fer_bench.errors import CellSkipped, FerBenchError
         from fer_bench.training.runner import get_or_run_cell
 
         settings, progress = self.state.settings, self.state.progress
@@ -605,6 +631,8 @@ class FerCell:
                 init_path=self.init_path, experiment=self.experiment)
         except CellSkipped as exc:
             pytest.skip(str(exc))
+        except FerBenchError as exc:   # e.g. a split this data cannot build: one line, no traceback
+            pytest.fail(f"{self.id}: {exc}", pytrace=False)
         record.experiment = self.experiment   # the same cell may serve several experiments
         self.node.stash[RECORD] = (record, from_store)
         if benchmark is not None:

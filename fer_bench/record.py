@@ -48,11 +48,17 @@ class CellRecord:
     Per-epoch lists have one entry per trained epoch (index 0 = epoch 1).
     ``acc_honest`` = test accuracy at ``best_val_epoch`` (1-based, first best on ties);
     ``acc_optimistic`` = best test accuracy over epochs (the report's figure).
+    Accuracies are tie-aware against the split's scoring targets; ``official-majority``
+    scores against one-hot majority labels (top-1), and then ``acc_tie_aware`` holds the
+    tie-aware accuracy of the same selected-epoch predictions on the full cleaned
+    distributions (None for splits scored on those already).
     ``test_predictions``: base64 uint8 [n_test], predicted class per test image in split order;
     ``test_correct``: base64 packed bits [n_test], tie-aware correctness per test image.
     ``epoch_times_s``: wall seconds of each epoch's training pass (device-synchronised).
-    ``peak_memory_bytes``: peak accelerator memory (``memory_kind`` "cuda") or peak host RSS
-    (``memory_kind`` "host_rss").
+    ``peak_memory_bytes``: the cell's own peak memory: CUDA allocated (``memory_kind``
+    "cuda"), or on a CPU the peak growth of host RSS over its level when the cell started
+    ("host_rss_cell_delta"; "host_rss", the process-wide peak, where that cannot be measured
+    and in records of older runs). See ``training.device.CellMemory``.
     """
 
     cell: Cell
@@ -60,6 +66,7 @@ class CellRecord:
     error: str | None = None
     acc_honest: float | None = None
     acc_optimistic: float | None = None
+    acc_tie_aware: float | None = None      # see above; official-majority only
     best_val_epoch: int | None = None
     best_test_epoch: int | None = None
     val_acc: list[float] = field(default_factory=list)

@@ -11,6 +11,12 @@ Writes go through ``fer_bench.fileio.atomic_write_text``: a crash leaves the old
 new one, never half of one. A file that does not parse is moved aside to ``*.corrupt`` with
 a warning and the cell is trained again; a record of an older schema is simply a miss.
 Nothing is ever deleted.
+
+Several processes may share one store (shards of ``fer-bench launch``, two launches of the
+same grid): ``claim(cell)`` holds the cell's lock file (``<id>-<hash>.claim`` beside the
+record; protocol in ``fer_bench.claims``) while it trains, waits while another live process
+holds it, and takes over a stale one, so a cell is trained once and a waiter reads the
+record the holder wrote.
 """
 
 from __future__ import annotations
@@ -19,9 +25,12 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fer_bench.cell import Cell
+from fer_bench.claims import CLAIM_SUFFIX, ClaimInfo, ClaimSettings, acquire, read_claim
 from fer_bench.fileio import atomic_write_text
 from fer_bench.record import SCHEMA_VERSION, CellRecord
 
@@ -37,8 +46,10 @@ def default_root() -> Path:
 class ResultStore:
     """Cell records as JSON files under ``root`` (default ``default_root()``)."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike[str] | None = None, *,
+                 claims: ClaimSettings | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
+        self.claim_settings = claims or ClaimSettings.from_env()
 
     def key(self, cell: Cell) -> str:
         """The record's path relative to ``root``: ``<model folder>/<file name>``."""
@@ -97,6 +108,43 @@ class ResultStore:
             if record is not None:
                 found.append(record)
         return found
+
+    # ------------------------------------------------------------------ claims
+    def claim_path(self, cell: Cell) -> Path:
+        """The lock file of ``cell``: beside its record, ``<id>-<hash>.claim``."""
+        return self.path(cell).with_suffix(CLAIM_SUFFIX)
+
+    @contextmanager
+    def claim(self, cell: Cell) -> Iterator[CellRecord | None]:
+        """Hold ``cell``'s claim for the body of the ``with`` (waiting while another live
+        process holds it; a stale claim is taken over). Yields the record another process
+        wrote for this cell between this call and the claim being ours (so the caller
+        never trains it twice), else None. The claim is released on exit, also on error;
+        ``ClaimTimeout`` when the wait exceeds ``claim_settings.wait_s``.
+        """
+        before = self._stamp(cell)
+        held, _ = acquire(self.claim_path(cell), self.claim_settings, what=f"cell {cell.id}")
+        try:
+            yield self.get(cell) if self._stamp(cell) != before else None
+        finally:
+            held.release()
+
+    def claims(self) -> list[ClaimInfo]:
+        """Every claim file under ``root`` (live or stale; ``stale_reason`` tells)."""
+        found = []
+        for path in sorted(self.root.glob(f"*/*{CLAIM_SUFFIX}")):
+            info = read_claim(path)
+            if info is not None:
+                found.append(info)
+        return found
+
+    def _stamp(self, cell: Cell) -> tuple[int, int] | None:
+        """(inode, mtime ns) of the record file: changes whenever a record is written."""
+        try:
+            stat = self.path(cell).stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns
 
     @staticmethod
     def _move_aside(path: Path) -> Path:

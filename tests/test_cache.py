@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 from pathlib import Path
 
@@ -96,7 +97,7 @@ def test_labels_and_format_have_their_own_cache_file(folder, tmp_path, counter):
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip_byte", "garbage"])
-def test_corrupt_cache_is_rebuilt(folder, tmp_path, counter, damage):
+def test_corrupt_cache_is_rebuilt(folder, tmp_path, counter, damage, caplog):
     first = cache.load_dataset(folder, cache_dir=tmp_path / "c")
     path = only_cache_file(tmp_path / "c")
     data = bytearray(path.read_bytes())
@@ -107,33 +108,36 @@ def test_corrupt_cache_is_rebuilt(folder, tmp_path, counter, damage):
     else:
         data = bytearray(b"not a zip file at all")
     path.write_bytes(bytes(data))
-    with pytest.warns(UserWarning, match="corrupt cache file"):
-        rebuilt = cache.load_dataset(folder, cache_dir=tmp_path / "c")
+    with caplog.at_level(logging.INFO, logger="fer_bench.data.cache"):
+        rebuilt = cache.load_dataset(folder, cache_dir=tmp_path / "c")   # information, no warning
+    assert "corrupt cache file" in caplog.text and "rebuilding the cache" in caplog.text
     assert counter.calls == 2
     assert_same(first, rebuilt)
     cache.load_dataset(folder, cache_dir=tmp_path / "c")   # the rebuilt file is good again
     assert counter.calls == 2
 
 
-def test_changed_vote_file_makes_the_cache_stale(folder, tmp_path, counter):
+def test_changed_vote_file_makes_the_cache_stale(folder, tmp_path, counter, caplog):
     cache.load_dataset(folder, cache_dir=tmp_path / "c")
     lines = (folder / "fer2013new.csv").read_text().splitlines()
     lines[1] = lines[1].split(",")[0] + ",fer0000000.png,10,0,0,0,0,0,0,0,0,0"
     (folder / "fer2013new.csv").write_text("\n".join(lines) + "\n")
-    with pytest.warns(UserWarning, match="stale cache file"):
+    with caplog.at_level(logging.INFO, logger="fer_bench.data.cache"):
         changed = cache.load_dataset(folder, cache_dir=tmp_path / "c")
+    assert "stale cache file" in caplog.text
     assert counter.calls == 2
     assert changed.votes[0].tolist() == [10] + [0] * 9
     only_cache_file(tmp_path / "c")             # rebuilt in place, not beside the stale one
 
 
-def test_touched_png_makes_the_cache_stale(folder, tmp_path, counter):
+def test_touched_png_makes_the_cache_stale(folder, tmp_path, counter, caplog):
     cache.load_dataset(folder, cache_dir=tmp_path / "c")
     png = folder / "FER2013Valid" / "fer0000001.png"
     Image.new("L", (48, 48), 7).save(png)
     os.utime(png, ns=(png.stat().st_atime_ns, png.stat().st_mtime_ns + 2_000_000_000))
-    with pytest.warns(UserWarning, match="stale cache file"):
+    with caplog.at_level(logging.INFO, logger="fer_bench.data.cache"):
         changed = cache.load_dataset(folder, cache_dir=tmp_path / "c")
+    assert "stale cache file" in caplog.text
     assert counter.calls == 2
     assert (changed.images[1] == 7).all()
 
@@ -169,23 +173,26 @@ def test_resolve_data_path(monkeypatch, tmp_path):
     assert cache.resolve_data_path("synthetic") == "synthetic"
 
 
-def test_env_data_path_is_used(folder, tmp_path, monkeypatch, counter, capsys):
+def test_env_data_path_is_used(folder, tmp_path, monkeypatch, counter, caplog):
     monkeypatch.setenv("FER_BENCH_DATA", str(folder))
     raw = cache.load_dataset(cache_dir=tmp_path / "c")
     assert raw.report.source_format == "folder" and len(raw) == 12
-    assert "SYNTHETIC" not in capsys.readouterr().err
+    assert "SYNTHETIC" not in caplog.text
 
 
-def test_default_is_the_announced_synthetic_set(monkeypatch, capsys):
+def test_default_is_the_announced_synthetic_set(monkeypatch, caplog):
     monkeypatch.delenv("FER_BENCH_DATA", raising=False)
     monkeypatch.setattr(cache, "_announced_synthetic_default", False)
     raw = cache.load_dataset()
     assert raw.is_synthetic and len(raw) == 6000
-    assert capsys.readouterr().err.count("embedded SYNTHETIC data set") == 1
+    notices = [r for r in caplog.records if "embedded SYNTHETIC data set" in r.getMessage()]
+    assert len(notices) == 1 and notices[0].levelno == logging.WARNING
+    assert notices[0].name == "fer_bench.data.cache"
+    caplog.clear()
     # the second load only has to show the notice is not repeated, not redraw 6000 faces
     monkeypatch.setattr("fer_bench.data.synthetic.make_synthetic", lambda: raw)
     assert cache.load_dataset() is raw
-    assert "SYNTHETIC" not in capsys.readouterr().err          # announced once per process
+    assert "SYNTHETIC" not in caplog.text          # announced once per process
 
 
 def test_real_data_loads_from_the_cache(ferplus_raw, ferplus_dir, counter):
@@ -195,15 +202,15 @@ def test_real_data_loads_from_the_cache(ferplus_raw, ferplus_dir, counter):
     assert again.report.duplicate_names == ferplus_raw.report.duplicate_names
 
 
-def test_nothing_is_written_into_the_real_data_folder(ferplus_dir, tmp_path):
+def test_nothing_is_written_into_the_real_data_folder(ferplus_dir, tmp_path, caplog):
     """A cold prepare (fresh cache folder) plus a cached load leave the data folder as it was."""
     def snapshot():
         return sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns)
                       for p in [ferplus_dir, *ferplus_dir.rglob("*")])
 
     before = snapshot()
-    with pytest.warns(UserWarning, match="appear more than once"):
-        cold = cache.load_dataset(ferplus_dir, labels="folder", cache_dir=tmp_path / "c")
+    cold = cache.load_dataset(ferplus_dir, labels="folder", cache_dir=tmp_path / "c")
+    assert "appear more than once" in caplog.text     # logged (a fact of the file), not warned
     warm = cache.load_dataset(ferplus_dir, labels="folder", cache_dir=tmp_path / "c")
     assert snapshot() == before
     assert cold.report.votes_differ == warm.report.votes_differ == 1601

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from fer_bench.cli import main
 from fer_bench.data.schema import LoadReport, RawDataset
@@ -33,8 +34,10 @@ def test_real_stats_json(ferplus_raw, ferplus_dir, capsys):
     assert stats["complexity_histogram"] == REAL_HISTOGRAM
     assert stats["complex_pool"] == 4_454
     for name, sizes in stats["splits"].items():
-        assert sum(sizes.values()) == 35_389, name
-    assert stats["splits"]["official"] == {"train": 28_314, "val": 3_541, "test": 3_534}
+        assert sizes["available"] is True
+        assert sizes["train"] + sizes["val"] + sizes["test"] == 35_389, name
+    assert stats["splits"]["official"] == {"available": True, "train": 28_314, "val": 3_541,
+                                           "test": 3_534}
     assert stats["splits"]["ordinary"]["test"] == stats["splits"]["complex"]["test"] == 3_539
     assert any("appear more than once" in w for w in stats["warnings"])
     assert stats == compute_stats(ferplus_raw, seed=0) | {"path": str(ferplus_dir)}
@@ -92,5 +95,7 @@ def test_bad_path_is_a_clean_error(tmp_path, capsys):
 
 
 def test_negative_seed_is_refused(capsys):
-    assert main(["data", "stats", "--data", "synthetic", "--seed", "-1"]) == 2
-    assert "--seed" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:      # argparse's range check: exit 2, one line
+        main(["data", "stats", "--data", "synthetic", "--seed", "-1"])
+    assert info.value.code == 2
+    assert "argument --seed: -1 is not >= 0" in capsys.readouterr().err

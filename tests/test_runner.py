@@ -91,7 +91,7 @@ def test_record_holds_every_field(two_epoch_record, task_data):
     assert sum(record.count_by_complexity.values()) == record.n_test == task_data.n_test
     assert record.kl_mean is not None and record.kl_mean > 0
     assert record.train_images_per_s > 0 and record.eval_images_per_s > 0
-    assert record.peak_memory_bytes > 10 * 2**20 and record.memory_kind == "host_rss"
+    assert record.peak_memory_bytes > 0 and record.memory_kind == "host_rss_cell_delta"
     assert record.params == sum(p.numel() for p in TinyNet().parameters())
     assert record.device == "cpu" and record.device_name
     assert (record.n_train, record.n_val) == (task_data.n_train, task_data.n_val)
@@ -203,7 +203,7 @@ def test_model_failures_become_failed_records(task_data, factory, name, expected
     assert record.status == "failed"
     assert record.error is not None
     assert re.search(expected, record.error), record.error
-    assert record.finished_at and record.peak_memory_bytes
+    assert record.finished_at and record.peak_memory_bytes is not None
     assert record.val_acc == [] and record.acc_honest is None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import warnings
 from pathlib import Path
@@ -145,7 +146,7 @@ def real_slice(ferplus_dir: Path) -> tuple[list[list], list[np.ndarray]]:
     return rows, pixels
 
 
-def test_folder_and_kaggle_loaders_agree(tmp_path, ferplus_dir):
+def test_folder_and_kaggle_loaders_agree(tmp_path, ferplus_dir, caplog):
     rows, pixels = real_slice(ferplus_dir)
     assert sum(not r[1] for r in rows) >= 1
     export_folder(tmp_path / "folder", rows, pixels)
@@ -153,10 +154,11 @@ def test_folder_and_kaggle_loaders_agree(tmp_path, ferplus_dir):
     write_votes(tmp_path / "kaggle" / "fer2013new.csv", rows)
     write_kaggle(tmp_path / "kaggle" / "fer2013.csv", rows, pixels)
 
-    with pytest.warns(UserWarning, match=rows[10][1]):
+    with caplog.at_level(logging.WARNING, logger="fer_bench.data.sources"):
         folder = load_source(tmp_path / "folder")
-    with pytest.warns(UserWarning, match=rows[10][1]):
         kaggle = load_source(tmp_path / "kaggle" / "fer2013.csv")
+    duplicates = [r.getMessage() for r in caplog.records if rows[10][1] in r.getMessage()]
+    assert len(duplicates) == 2 and all("appear more than once" in m for m in duplicates)
     assert (folder.report.source_format, kaggle.report.source_format) == ("folder", "kaggle")
     for attr in ("images", "votes", "usage", "names"):
         np.testing.assert_array_equal(getattr(folder, attr), getattr(kaggle, attr), err_msg=attr)
@@ -380,14 +382,15 @@ def test_fingerprint_tracks_files_and_reading_writes_nothing(small_folder):
     assert source_fingerprint(locate_source(small_folder)) not in (first, touched)
 
 
-def test_duplicate_warning_names_the_lines(small_folder):
+def test_duplicate_warning_names_the_lines(small_folder, caplog):
     replace_line(small_folder / "fer2013new.csv", 7,
                  "PrivateTest,fer0000003.png,0,0,8,0,0,0,0,0,2,0")
     Image.new("L", (48, 48), 5).save(small_folder / "FER2013Test" / "fer0000003.png")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")          # a fact of the file: logged, not warned
         raw = load_source(small_folder)
-    assert any("fer0000003.png (lines 5, 7)" in str(w.message) for w in caught)
+    assert "fer0000003.png (lines 5, 7)" in caplog.text
+    assert any("fer0000003.png (lines 5, 7)" in w for w in raw.report.warnings)
     assert list(raw.names) == ["fer0000000.png", "fer0000002.png", "fer0000004.png",
                                "fer0000003.png"]
     assert raw.usage[-1] == 2 and raw.images[-1].max() == 5

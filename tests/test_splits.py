@@ -105,7 +105,7 @@ def test_complex_warns_and_takes_all_when_too_few():
 
 def test_bad_arguments():
     data = _tiny_clean([1] * 20)
-    with pytest.raises(ValueError, match="complex, official, ordinary"):
+    with pytest.raises(ValueError, match="complex, official, official-majority, ordinary"):
         make_split(data, "random", seed=0)
     with pytest.raises(ValueError, match="seed"):
         make_split(data, "ordinary", seed=-1)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import timm
@@ -178,11 +179,17 @@ efficientnet_b4 = _spec("efficientnet_b4", "efficientnet_b4", "stem_stride", "Ef
 efficientnet_b5 = _spec("efficientnet_b5", "efficientnet_b5", "stem_stride", "EfficientNet-B5")
 efficientnet_b6 = _spec("efficientnet_b6", "efficientnet_b6", "stem_stride", "EfficientNet-B6")
 efficientnet_b7 = _spec("efficientnet_b7", "efficientnet_b7", "stem_stride", "EfficientNet-B7")
+#: VGG13 on faces upsampled to 64x64, the input size of Barsoum et al.'s VGG13
+#: (microsoft/FERPlus ``src/models.py`` L27-33; their network is a smaller VGG-like one,
+#: L50-72, this is timm's VGG13 as above). Same weights file as ``vgg13``.
+vgg13_64 = replace(vgg13, name="vgg13_64", input_size=64,
+                   description="VGG13 (timm vgg13) on faces upsampled to 64x64, as Barsoum et al. "
+                               f"fed theirs: {_CHANGE['vgg']}")
 
 #: Every spec of this module, by name.
 CLASSIC_SPECS: dict[str, ModelSpec] = {
     spec.name: spec for spec in (
-        vgg13, vgg16, vgg19, resnet18, resnet34, resnet50, densenet121, densenet169,
+        vgg13, vgg13_64, vgg16, vgg19, resnet18, resnet34, resnet50, densenet121, densenet169,
         densenet201, mobilenetv2, mobilenetv3, efficientnet_b0, efficientnet_b1,
         efficientnet_b2, efficientnet_b3, efficientnet_b4, efficientnet_b5, efficientnet_b6,
         efficientnet_b7,

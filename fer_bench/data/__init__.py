@@ -14,6 +14,10 @@ from fer_bench.data.schema import EMOTIONS, USAGES, CleanDataset, RawDataset, Sp
 from fer_bench.data.splits import SPLIT_NAMES, make_split
 from fer_bench.data.synthetic import make_synthetic
 
+# Registers Microsoft's FERPlus label modes (ms-*) and split official-majority in LABELS /
+# SPLITS; every import of a fer_bench.data module runs this package first.
+from fer_bench.data import literature as _literature  # noqa: E402,F401  isort: skip
+
 
 def load_dataset(*args: Any, **kwargs: Any) -> RawDataset:
     """The one data entry point; see ``fer_bench.data.cache.load_dataset``."""

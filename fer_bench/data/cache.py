@@ -7,7 +7,9 @@ format, label snapshot and ``CACHE_FORMAT_VERSION``; inside, it stores the sourc
 fingerprint (``sources.source_fingerprint``); every member of the zip carries a CRC-32 that
 ``zipfile`` verifies as it is read. A cache file whose fingerprint no longer matches the
 source (stale) or that cannot be read, is truncated or fails a CRC check (corrupt) is
-reported with a warning and rebuilt, never trusted. Files are
+rebuilt, never trusted, and said so on the ``fer_bench.data.cache`` logger (information:
+nothing for the user to change). Python warnings are kept for what the user should change
+(a cache folder inside the data folder, one that cannot be written). Files are
 written atomically (``fer_bench.fileio.atomic_write``), so concurrent runs are safe.
 
 The embedded synthetic set is generated on demand and not cached.
@@ -17,8 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
-import sys
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -27,8 +29,10 @@ import numpy as np
 
 from fer_bench.data.schema import LoadReport, RawDataset
 from fer_bench.data.sources import SourceLocation, load_source, locate_source, source_fingerprint
-from fer_bench.errors import DataError
+from fer_bench.errors import ConfigError
 from fer_bench.fileio import atomic_write
+
+log = logging.getLogger(__name__)
 
 #: Bump whenever the loaders or this file change what a cached ``RawDataset`` holds: the
 #: fingerprint covers the source files, not the code that read them.
@@ -76,19 +80,23 @@ def load_dataset(path: str | os.PathLike | None = None, format: str = "auto",
     """Load a data source as a ``RawDataset`` (canonical order), through the cache.
 
     ``path=None`` uses ``$FER_BENCH_DATA``, else the embedded synthetic set (announced once
-    per process on stderr). ``format`` and ``labels`` are as in ``sources.load_source``.
+    per process, as a warning on the ``fer_bench.data.cache`` logger: stderr unless logging
+    is configured otherwise). ``format`` and ``labels`` are as in ``sources.load_source``.
     ``cache_dir`` overrides the cache folder; ``use_cache=False`` reads the source directly
-    and neither reads nor writes a cache file. Raises ``DataError`` for bad input.
+    and neither reads nor writes a cache file. Raises ``DataError`` for bad input
+    (``DataPathError`` for a path that is no data source), ``ConfigError`` for a format
+    that needs a path when none is given.
     """
     global _announced_synthetic_default
     resolved = resolve_data_path(path)
     if resolved is None and format in ("auto", "synthetic"):
         if not _announced_synthetic_default:
-            print(SYNTHETIC_NOTICE, file=sys.stderr)
+            log.warning(SYNTHETIC_NOTICE)
             _announced_synthetic_default = True
         resolved = "synthetic"
     if resolved is None:
-        raise DataError(f"--format {format} needs a data path (--data or ${DATA_ENV})")
+        raise ConfigError(f"--format {format} needs a data path (--data or ${DATA_ENV}); "
+                          f"only --format auto or synthetic work without one")
 
     loc = locate_source(resolved, format)
     if loc.format == "synthetic" or not use_cache:
@@ -102,11 +110,11 @@ def load_dataset(path: str | os.PathLike | None = None, format: str = "auto",
             raw.report.path = resolved
             return raw
         except CacheInvalid as exc:
-            warnings.warn(f"{target}: {exc}; rebuilding the cache", stacklevel=2)
+            log.info("%s: %s; rebuilding the cache", target, exc)
 
     raw = load_source(resolved, loc.format, labels)
     if raw.fingerprint != fingerprint:
-        warnings.warn(f"{resolved}: source changed while it was read; not caching it", stacklevel=2)
+        log.warning("%s: source changed while it was read; not caching it", resolved)
     elif _inside(target, loc.root):
         warnings.warn(f"{target}: cache folder is inside the data folder; not caching "
                       f"(set ${CACHE_ENV} elsewhere)", stacklevel=2)
@@ -114,8 +122,8 @@ def load_dataset(path: str | os.PathLike | None = None, format: str = "auto",
         try:
             _write_cache(target, raw, loc, labels)
         except OSError as exc:
-            warnings.warn(f"{target}: could not write the cache ({exc}); continuing without it",
-                          stacklevel=2)
+            warnings.warn(f"{target}: could not write the cache ({exc}); continuing without it "
+                          f"(set ${CACHE_ENV} to a writable folder)", stacklevel=2)
     return raw
 
 

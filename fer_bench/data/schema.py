@@ -71,6 +71,9 @@ class CleanDataset:
     complexity int8 [M] in 1..8 (emotions with a positive share); usage int8 [M];
     names object [M]. ``fingerprint`` hashes the cleaned votes (and names).
     ``label`` is what reports call this data: "ferplus" or "synthetic".
+    ``votes`` int32 [M, 10] (``VOTE_COLUMNS``): the raw votes of the kept images, same
+    order (Microsoft's label modes need unknown and NF); ``cleaning`` the rule that kept
+    them ("study" or "ferplus-ms", see ``fer_bench.data.clean.CLEANING_RULES``).
     """
 
     images: np.ndarray
@@ -81,6 +84,8 @@ class CleanDataset:
     fingerprint: str
     label: str
     raw_report: LoadReport
+    votes: np.ndarray | None = None
+    cleaning: str = "study"
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

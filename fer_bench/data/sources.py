@@ -18,7 +18,10 @@ Images must be 48x48. 8-bit grayscale (PIL mode ``L``) is read as is; other 8-bi
 (palette, RGB(A), LA, 1-bit) are converted to ``L`` with PIL's ITU-R 601-2 luma transform
 and counted in one warning; any other mode (16-bit, float, ...) is a ``DataError``.
 
-Nothing here writes to disk.
+Text files may start with a UTF-8 byte-order mark (Excel writes one); it is skipped.
+Facts about a file that the user cannot change (duplicated names) are logged on
+``fer_bench.data.sources`` and kept in the ``LoadReport``'s warnings, not raised as Python
+warnings. Nothing here writes to disk.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -42,7 +46,9 @@ from fer_bench.data.schema import (
     LoadReport,
     RawDataset,
 )
-from fer_bench.errors import DataError
+from fer_bench.errors import DataError, DataPathError
+
+log = logging.getLogger(__name__)
 
 VOTES_FILE = "fer2013new.csv"
 KAGGLE_FILE = "fer2013.csv"
@@ -53,6 +59,9 @@ PIXELS_PER_IMAGE = IMAGE_SIZE * IMAGE_SIZE
 #: 8-bit PIL modes converted to grayscale ``L``; anything else but ``L`` is rejected.
 _CONVERTIBLE_MODES = frozenset({"1", "P", "PA", "LA", "RGB", "RGBA"})
 _FINGERPRINT_VERSION = "fer_bench-source-v1"
+#: What a data path may be, for error messages.
+SOURCE_HINT = ("give a FERPlus folder (FER2013Train/Valid/Test + fer2013new.csv), a Kaggle "
+               "fer2013.csv with fer2013new.csv beside it, or 'synthetic'")
 
 
 @dataclass(frozen=True)
@@ -95,16 +104,17 @@ def locate_source(path: str | os.PathLike, format: str = "auto") -> SourceLocati
 
     A folder with a ``FER2013Train|Valid|Test`` subfolder is "folder"; a folder with
     ``fer2013.csv`` (and no image folders) or a ``.csv`` file other than fer2013new.csv
-    is "kaggle"; ``"synthetic"`` is the embedded set. Raises ``DataError`` when the path
+    is "kaggle"; ``"synthetic"`` is the embedded set. Raises ``DataPathError`` (a
+    ``DataError``, exit status 2 in the CLI) when the path
     does not exist, is empty, or lacks ``fer2013new.csv``.
     """
     if format not in ("auto",) + FORMATS:
-        raise DataError(f"unknown data format {format!r}; choose one of auto, {', '.join(FORMATS)}")
+        raise DataPathError(f"unknown data format {format!r}; choose one of auto, {', '.join(FORMATS)}")
     if format == "synthetic" or str(path) == "synthetic":
         return SourceLocation("synthetic", None)
     p = Path(path).expanduser()
     if not p.exists():
-        raise DataError(f"{p}: data path does not exist")
+        raise DataPathError(f"{p}: data path does not exist; {SOURCE_HINT}")
     kaggle_csv = None
     if p.is_file():
         if p.name == VOTES_FILE:       # the vote file alone stands for its folder
@@ -112,7 +122,7 @@ def locate_source(path: str | os.PathLike, format: str = "auto") -> SourceLocati
         else:
             kaggle_csv, p = p, p.parent
     elif not any(p.iterdir()):
-        raise DataError(f"{p}: data folder is empty")
+        raise DataPathError(f"{p}: data folder is empty; {SOURCE_HINT}")
     if format == "auto":
         if kaggle_csv is not None:
             format = "kaggle"
@@ -121,14 +131,14 @@ def locate_source(path: str | os.PathLike, format: str = "auto") -> SourceLocati
         elif (p / KAGGLE_FILE).is_file():
             format = "kaggle"
         else:
-            raise DataError(f"{p}: neither a FERPlus folder ({'/'.join(USAGE_FOLDERS.values())}) "
+            raise DataPathError(f"{p}: neither a FERPlus folder ({'/'.join(USAGE_FOLDERS.values())}) "
                             f"nor a Kaggle {KAGGLE_FILE}")
     if format == "kaggle" and kaggle_csv is None:
         kaggle_csv = p / KAGGLE_FILE
         if not kaggle_csv.is_file():
-            raise DataError(f"{kaggle_csv}: Kaggle pixel file not found")
+            raise DataPathError(f"{kaggle_csv}: Kaggle pixel file not found")
     if not (p / VOTES_FILE).is_file():
-        raise DataError(f"{p / VOTES_FILE}: vote file not found (needed beside the "
+        raise DataPathError(f"{p / VOTES_FILE}: vote file not found (needed beside the "
                         f"{'images' if format == 'folder' else 'Kaggle csv'})")
     return SourceLocation(format, p, kaggle_csv)
 
@@ -208,7 +218,7 @@ def _read_vote_table(csv_path: Path) -> _VoteTable:
     usages: list[int] = []
     votes: list[list[int]] = []
     lines: list[int] = []
-    with open(csv_path, newline="", encoding="utf-8") as fh:
+    with open(csv_path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None or [c.strip() for c in header] != expected:
@@ -253,7 +263,7 @@ def _read_vote_table(csv_path: Path) -> _VoteTable:
         msg = (f"{csv_path}: {len(duplicates)} image name(s) appear more than once; "
                f"the later row wins: {detail}")
         table.warnings.append(msg)
-        warnings.warn(msg, stacklevel=3)
+        log.warning(msg)    # a fact of the file, nothing the user can change
     return table
 
 
@@ -266,7 +276,7 @@ def _read_folder_labels(root: Path, table: _VoteTable) -> np.ndarray:
             if (root / sub).is_dir():
                 raise DataError(f"{label_csv}: folder label file not found (--labels folder)")
             continue
-        with open(label_csv, newline="", encoding="utf-8") as fh:
+        with open(label_csv, newline="", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             for row in reader:
                 if not row:
@@ -353,7 +363,7 @@ def _read_kaggle_pixels(kaggle_csv: Path, table: _VoteTable) -> np.ndarray:
     images = np.empty((len(table.names), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
     usage_code = {u: i for i, u in enumerate(USAGES)}
     rows = 0
-    with open(kaggle_csv, newline="", encoding="utf-8") as fh, warnings.catch_warnings():
+    with open(kaggle_csv, newline="", encoding="utf-8-sig") as fh, warnings.catch_warnings():
         # older numpy only warns when fromstring stops at an unparsable token
         warnings.simplefilter("error", DeprecationWarning)
         reader = csv.reader(fh)
@@ -408,7 +418,7 @@ def load_source(path: str | os.PathLike, format: str = "auto",
         raise DataError(f"unknown label snapshot {labels!r}; choose one of {', '.join(LABEL_SNAPSHOTS)}")
     loc = locate_source(path, format)
     if labels == "folder" and loc.format != "folder":
-        raise DataError(f"{path}: --labels folder needs the FERPlus folder layout "
+        raise DataPathError(f"{path}: --labels folder needs the FERPlus folder layout "
                         f"(per-folder {FOLDER_LABEL_FILE}); this source is {loc.format!r}")
     if loc.format == "synthetic":
         from fer_bench.data.synthetic import make_synthetic

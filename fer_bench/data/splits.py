@@ -9,6 +9,9 @@ The algorithm, fixed so any implementation following it gets the same indices fo
   ``ordinary``; if the pool holds fewer, all of it is the test set and a warning is issued.
   Train = every other image, leftover complex ones included.
 * ``official``: train = Training, val = PublicTest, test = PrivateTest (no carving).
+* ``official-majority`` (``fer_bench.data.literature``, data cleaned by rule ``ferplus-ms``):
+  as ``official``, validation and test images kept only with a majority label, scored
+  against it (``SplitKind.eval_targets``).
 * Validation (ordinary / complex): ``n_val = round(val_fraction * len(train))`` drawn as
   ``default_rng([seed, VAL_STREAM]).permutation(train)[:n_val]`` where ``train`` is the
   sorted non-test indices. A separate stream, so the test draw never shifts it.
@@ -26,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from fer_bench.data.schema import USAGES, CleanDataset, Split
-from fer_bench.errors import ConfigError, DataError
-from fer_bench.registry import Entry, Registry
+from fer_bench.errors import DataError, SplitUnavailable
+from fer_bench.registry import Registry, instances_of
 
 #: The built-in split kinds (the registry ``SPLITS`` may hold more).
 SPLIT_NAMES: tuple[str, ...] = ("ordinary", "complex", "official")
@@ -80,23 +83,22 @@ def _test_indices(data: CleanDataset, name: str, seed: int) -> np.ndarray:
 class SplitKind:
     """A registered way to split: ``indices(data, seed, val_fraction)`` returns the
     (train, val, test) index arrays into ``data`` (any order; ``make_split`` sorts them).
-    ``note`` is shown beside the split's leaderboard table."""
+    ``note`` is shown beside the split's leaderboard table. ``cleaning``: the cleaning rule
+    the data must have been cleaned by (``fer_bench.data.clean.CLEANING_RULES``).
+    ``eval_targets(data, indices) -> float [n, 8]``: what validation and test predictions
+    are scored against (tie-aware accuracy); None = the full cleaned distributions
+    ``data.dist[indices]``."""
 
     name: str
     indices: Callable[[CleanDataset, int, float], tuple[np.ndarray, np.ndarray, np.ndarray]]
     description: str = ""
     note: str = ""
-
-
-def _as_split_kind(name: str, obj: object, entry: Entry) -> SplitKind:
-    if isinstance(obj, SplitKind):
-        return obj
-    raise ConfigError(f"split {name!r} ({entry.source}): target is a {type(obj).__name__}, "
-                      f"not a SplitKind")
+    cleaning: str = "study"
+    eval_targets: Callable[[CleanDataset, np.ndarray], np.ndarray] | None = None
 
 
 #: Entry-point group ``fer_bench.splits``; targets are ``SplitKind`` objects.
-SPLITS: Registry[SplitKind] = Registry("split", "fer_bench.splits", _as_split_kind,
+SPLITS: Registry[SplitKind] = Registry("split", "fer_bench.splits", instances_of(SplitKind, "split"),
                                        option="--fer-splits")
 
 
@@ -111,7 +113,16 @@ def _random_test(name: str) -> Callable[[CleanDataset, int, float], tuple[np.nda
 
 def _official(data: CleanDataset, seed: int, val_fraction: float):
     usage = np.asarray(data.usage)
-    return tuple(np.flatnonzero(usage == USAGES.index(u)) for u in USAGES)
+    parts = tuple(np.flatnonzero(usage == USAGES.index(u)) for u in USAGES)
+    missing = [f"{u} ({role})" for u, role, part in zip(USAGES, ("train", "validation", "test"),
+                                                          parts, strict=True) if len(part) == 0]
+    if missing:
+        held = ", ".join(f"{len(p):,} {u}" for u, p in zip(USAGES, parts, strict=True))
+        raise SplitUnavailable(
+            f"{data.raw_report.path}: split 'official' needs FERPlus Training, PublicTest and "
+            f"PrivateTest images; this data has no {' and no '.join(missing)} images after "
+            f"cleaning ({held}); use split ordinary or complex")
+    return parts
 
 
 SPLITS.register("ordinary", SplitKind(
@@ -133,7 +144,9 @@ def make_split(data: CleanDataset, name: str, seed: int, val_fraction: float = 0
 
     ``seed`` a non-negative int; ``val_fraction`` in [0, 1) (ignored by ``official``, whose
     validation set is PublicTest). Returns a ``Split`` of sorted, disjoint int64 index
-    arrays into ``data``. ``ConfigError`` for an unknown name (close names suggested).
+    arrays into ``data``. ``ConfigError`` for an unknown name (close names suggested);
+    ``SplitUnavailable`` (a ``DataError``) when the data cannot provide the split (official
+    on a source without PublicTest/PrivateTest rows, an empty train or test set).
     """
     kind = SPLITS.get(name)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -143,7 +156,7 @@ def make_split(data: CleanDataset, name: str, seed: int, val_fraction: float = 0
     seed = int(seed)
     train, val, test = kind.indices(data, seed, val_fraction)
     if len(test) == 0 or len(train) == 0:
-        raise DataError(
+        raise SplitUnavailable(
             f"{data.raw_report.path}: split {name!r} of {len(data)} images leaves "
             f"{len(train)} training and {len(test)} test images"
         )

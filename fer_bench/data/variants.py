@@ -1,10 +1,13 @@
 """Label treatments: how a cell's training targets are made from the cleaned votes.
 
 The label treatment is the ``variant`` axis of a cell (``fer_bench.cell.Cell.variant``).
-Built in: ``nhot-1`` .. ``nhot-8`` (SPEC "N-hot label reduction", ``data/nhot.py``).
-Further treatments (e.g. Microsoft's FERPlus label modes) register in ``LABELS``, in-process
-or through entry-point group ``fer_bench.labels`` with a ``LabelTreatment`` target.
-Validation and test targets are never treated: they stay the full cleaned distributions.
+Built in: ``nhot-1`` .. ``nhot-8`` (SPEC "N-hot label reduction", ``data/nhot.py``) and
+Microsoft's FERPlus label modes ``ms-majority``, ``ms-probability``, ``ms-crossentropy``,
+``ms-multitarget`` (``data/literature.py``, registered when ``fer_bench.data`` is imported).
+Further treatments register in ``LABELS``, in-process or through entry-point group
+``fer_bench.labels`` with a ``LabelTreatment`` target. Validation and test targets are
+never treated: they are the split's (the full cleaned distributions, unless the split
+kind scores against other targets, e.g. ``official-majority``'s majority labels).
 """
 
 from __future__ import annotations
@@ -23,11 +26,14 @@ from fer_bench.registry import Registry, instances_of
 class LabelTreatment:
     """``targets(data, train, seed) -> (kept, targets)``: ``train`` int64 [T] indices into
     ``data``; ``kept`` int64 [K] the training images used (a subset of ``train``, in its
-    order; a treatment may discard images); ``targets`` float32 [K, 8], rows summing to 1."""
+    order; a treatment may discard images); ``targets`` float32 [K, 8], rows summing to 1.
+    ``cleaning``: the cleaning rule (``fer_bench.data.clean.CLEANING_RULES``) the data
+    must have been cleaned by (Microsoft's modes need "ferplus-ms")."""
 
     name: str
     targets: Callable[[CleanDataset, np.ndarray, int], tuple[np.ndarray, np.ndarray]]
     description: str = ""
+    cleaning: str = "study"
 
 
 LABELS: Registry[LabelTreatment] = Registry("label treatment", "fer_bench.labels",

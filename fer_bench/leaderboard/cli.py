@@ -1,4 +1,8 @@
-"""``fer-bench leaderboard RESULTS.json [MORE.json ...] [--out leaderboard/] [--no-write]``."""
+"""``fer-bench leaderboard RESULTS.json|RUN_DIR [MORE ...] [--out leaderboard/] [--no-write]``.
+
+A folder is a run folder of ``fer-bench launch`` (all its shard JSON files; an incomplete
+run is an error naming each missing, failed or truncated shard) or a folder of JSON files.
+"""
 
 from __future__ import annotations
 

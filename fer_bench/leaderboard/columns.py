@@ -43,6 +43,8 @@ EIGHT_GAIN_COLUMN = "8-hot vs 1-hot (pts)"
 EIGHT_P_COLUMN = "p (8 vs 1)"
 EIGHT_TEST_COLUMN = "test (8 vs 1)"
 OPTIMISTIC_COLUMN = "optimistic @ best N"
+#: The N-hot section: the model's literature-protocol accuracy (official-majority, top-1).
+LITERATURE_COLUMN = "literature protocol (official-majority top-1)"
 COST_COLUMNS = ("epoch time (s)", "train img/s", "peak mem (MiB)", "params (M)")
 #: Report Table 2 (4.3.1), at the row's 8-hot cell, averaged over seeds.
 TABLE2_COLUMNS = ("highest test acc (8-hot)", "p75 test acc (8-hot)",
@@ -137,6 +139,18 @@ def has_best_n(rows: Sequence[RowSummary]) -> bool:
     return len({n for row in rows for n in row.nhot_cells()}) >= 2
 
 
+def _literature_accuracy(row: RowSummary) -> str:
+    from fer_bench.leaderboard.literature import literature_accuracy_text
+
+    return literature_accuracy_text(row)
+
+
+def _has_literature(rows: Sequence[RowSummary]) -> bool:
+    from fer_bench.leaderboard.literature import has_literature
+
+    return has_literature(rows)
+
+
 def has_eight_vs_one(rows: Sequence[RowSummary]) -> bool:
     """The 8-hot vs 1-hot columns show when some row has both cells."""
     return any(row.at(1) is not None and row.at(8) is not None for row in rows)
@@ -164,6 +178,8 @@ COLUMNS: list[Column] = [
     *(Column(name, _table2(i), experiments=("augmentation",))
       for i, name in enumerate(TABLE2_COLUMNS)),
     Column(SEEDS_COLUMN, _seeds),
+    Column(LITERATURE_COLUMN, _literature_accuracy, experiments=("nhot",), when=_has_literature,
+           text=True),
     Column(BEST_COLUMN, lambda row: MISSING if row.best_n is None else str(row.best_n),
            when=has_best_n, part=COMPARISON),
     Column(GAIN_COLUMN, lambda row: gain_text(row.gain), when=has_best_n, part=COMPARISON),

@@ -143,14 +143,37 @@ def _record_of(entry: Any, path: Path, index: int) -> CellRecord | None:
         raise DataError(f"{path}: benchmark {name!r}: bad fer_bench record ({exc})") from exc
 
 
+def expand_run_folders(paths: Sequence[str | Path]) -> list[Path]:
+    """Each folder in ``paths`` replaced by its shard JSON files, files kept as they are.
+
+    A run folder of ``fer-bench launch`` (it has a manifest) gives one file per shard and
+    must be complete: a shard that is missing, still running, failed, or whose JSON is
+    truncated raises ``DataError`` naming every such shard (never silently dropped). Any
+    other folder gives the ``*.json`` files directly inside it, each of which must parse.
+    (``fer_bench.launch.layout.run_shard_files``.)
+    """
+    expanded: list[Path] = []
+    for raw_path in paths:
+        path = Path(raw_path)
+        if path.is_dir():
+            from fer_bench.launch.layout import run_shard_files
+
+            expanded.extend(run_shard_files(path))
+        else:
+            expanded.append(path)
+    return expanded
+
+
 def load_results(paths: Sequence[str | Path]) -> LoadedResults:
-    """Read and merge pytest-benchmark JSON files (shards of one grid, or several runs).
+    """Read and merge pytest-benchmark JSON files (shards of one grid, or several runs);
+    a folder stands for its shard files (``expand_run_folders``).
 
     Raises ``DataError`` naming the file for a file that is not pytest-benchmark JSON or
     holds a malformed record, and naming both files for a conflicting duplicate cell.
     """
     if not paths:
         raise DataError("no results files given")
+    paths = expand_run_folders(paths)
     loaded = LoadedResults()
     for raw_path in paths:
         path = Path(raw_path)

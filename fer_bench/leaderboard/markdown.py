@@ -85,7 +85,7 @@ STATS_NOTE = (
     "accuracy over epochs, 75th percentile of the per-epoch test accuracy, and the number of "
     f"epochs with test accuracy above {100 * TABLE2_THRESHOLD:g}%. Costs: median epoch time over "
     "every epoch of the row, median training images/s, peak memory (cuda = accelerator, "
-    "host_rss = host resident memory), parameters in millions."
+    "host_rss_cell_delta = the cell's growth of host resident memory), parameters in millions."
 )
 
 STUDY_CAVEAT = (
@@ -198,6 +198,17 @@ def _section_parts(records: Sequence[CellRecord],
     return parts
 
 
+def _literature_part(records: Sequence[CellRecord]) -> list[str]:
+    """Our literature-protocol cells beside Barsoum et al. 2016's table (theirs, labelled)."""
+    from fer_bench.leaderboard.literature import TITLE, literature_frame
+
+    frame = literature_frame(records)
+    if frame is None:
+        return []
+    parts = [f"## {escape_markdown(TITLE)}", "", frame_to_markdown(frame), ""]
+    return parts + [f"> Note: {escape_markdown(note)}" for note in frame.attrs["notes"]] + [""]
+
+
 def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, Any]],
                     study_numbers: bool = True, plots: Sequence[str] = ()) -> str:
     """The whole leaderboard page as markdown text.
@@ -217,6 +228,7 @@ def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[
         parts += ["> **Profile: smoke.** Few epochs on a small slice; not comparable with the study.", ""]
     parts += [HONEST_NOTE, "", STATS_NOTE, ""]
     parts += _section_parts(records, provenance)
+    parts += _literature_part(records)
     for name in plots:
         parts += [f"![{escape_markdown(Path(name).stem.replace('_', ' '))}]({quote(name)})", ""]
     if study_numbers:

@@ -135,6 +135,9 @@ class RowSummary:
     memory_kind: str | None = None
     params: int | None = None
     records: list[CellRecord] = field(default_factory=list, repr=False)
+    #: Every record of the leaderboard (all sections), for columns that set a row beside
+    #: another experiment (e.g. the literature protocol); empty outside ``summarize_sections``.
+    context: list[CellRecord] = field(default_factory=list, repr=False)
 
     def nhot_cells(self) -> dict[int, CellSummary]:
         """N -> cell for the row's ``nhot-N`` variants."""
@@ -303,6 +306,12 @@ def summarize_sections(records: Sequence[CellRecord],
     for record in records:
         by_section.setdefault(section_name(record.experiment), []).append(record)
     titles = experiment_titles(provenance)
-    return [Section(name, titles.get(name, name),
-                    summarize(by_section[name], confidence, experiment=name), by_section[name])
-            for name in sorted(by_section, key=section_sort_key)]
+    sections = [Section(name, titles.get(name, name),
+                        summarize(by_section[name], confidence, experiment=name), by_section[name])
+                for name in sorted(by_section, key=section_sort_key)]
+    everything = list(records)
+    for section in sections:
+        for rows in section.tables.values():
+            for row in rows:
+                row.context = everything
+    return sections

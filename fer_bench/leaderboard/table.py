@@ -206,6 +206,20 @@ def _rich_table(frame: pd.DataFrame, columns: Sequence[str]) -> Table:
     return table
 
 
+def _print_literature(records: Sequence[CellRecord], console: Console) -> None:
+    """Our literature-protocol cells beside Barsoum et al. 2016 (their figures labelled)."""
+    from fer_bench.leaderboard.literature import TITLE, literature_frame
+
+    frame = literature_frame(records)
+    if frame is None:
+        return
+    console.rule(Text("literature — beside Barsoum et al. 2016"))
+    console.print(Text(TITLE, style="italic"))
+    console.print(_rich_table(frame, list(frame.columns)))
+    for note in frame.attrs["notes"]:
+        console.print(Text(f"note: {note}"))
+
+
 def print_terminal_tables(records: Sequence[CellRecord], console: Console | None = None,
                           provenance: Sequence[Mapping[str, Any]] = ()) -> None:
     """Per section (experiment), per split: the accuracy table, its notes, the cost table.
@@ -229,6 +243,7 @@ def print_terminal_tables(records: Sequence[CellRecord], console: Console | None
                 if part == ACCURACY:
                     for note in frame.attrs.get("notes", ()):
                         console.print(Text(f"note: {note}"))
+    _print_literature(records, console)
     console.print(Text("* best N of the row (highest mean honest accuracy). Every gain is the "
                        "mean paired difference over the seeds both cells share, in percentage "
                        "points; p from the test named beside it. 8-hot vs 1-hot is the "

@@ -47,6 +47,8 @@ def record_table(record: CellRecord, store_path: str, from_store: bool) -> Table
          f"{_percent(record.acc_honest)}  (epoch {record.best_val_epoch})"),
         ("accuracy (optimistic: best test epoch)",
          f"{_percent(record.acc_optimistic)}  (epoch {record.best_test_epoch})"),
+        *([("accuracy (tie-aware, same predictions)", _percent(record.acc_tie_aware))]
+          if record.acc_tie_aware is not None else []),
         ("val accuracy per epoch", "  ".join(_percent(v) for v in record.val_acc) or "-"),
         ("test accuracy per epoch", "  ".join(_percent(v) for v in record.test_acc) or "-"),
         ("per class", "  ".join(f"{k} {_percent(v)}" for k, v in record.per_class_acc.items()) or "-"),
@@ -70,14 +72,56 @@ def record_table(record: CellRecord, store_path: str, from_store: bool) -> Table
     return table
 
 
+def _as_option_error(option: str, check, *args):
+    """``check(*args)``; a ``ConfigError`` it raises is re-raised naming ``option``."""
+    from fer_bench.errors import ConfigError
+
+    try:
+        return check(*args)
+    except ConfigError as exc:
+        message = str(exc).replace(f"--fer-{option.removeprefix('--')}", option)
+        raise ConfigError(message if option in message else f"argument {option}: {message}") from None
+
+
+def check_device(device: str) -> None:
+    """``ConfigError`` (exit 2) when ``device`` names an accelerator this machine lacks."""
+    import torch
+
+    from fer_bench.errors import ConfigError
+
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"argument --device: {device!r} asked for, but CUDA is not "
+                              f"available on this machine; use --device cpu")
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"argument --device: {device!r}: this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s), cuda:0.."
+                              f"cuda:{torch.cuda.device_count() - 1}")
+    elif kind == "mps" and not (getattr(torch.backends, "mps", None)
+                                and torch.backends.mps.is_available()):
+        raise ConfigError(f"argument --device: {device!r} asked for, but MPS is not available "
+                          f"on this machine; use --device cpu")
+
+
 def run_command(args: Any) -> int:
-    """Run ``fer-bench run``; returns 0 when the cell is ok, 1 when it failed."""
+    """Run ``fer-bench run``; returns 0 when the cell is ok, 1 when it failed (the record
+    is printed, then one ``fer-bench: error:`` line on stderr).
+
+    Every option is checked before the data is loaded; a bad one raises ``ConfigError``
+    naming it (``fer_bench.cli`` prints it as one line, exit 2).
+    """
     from fer_bench.cell import resolve_init
     from fer_bench.data.cache import load_dataset
     from fer_bench.data.clean import clean
-    from fer_bench.data.variants import nhot_variant
-    from fer_bench.registry import get_model
+    from fer_bench.data.splits import SPLITS
+    from fer_bench.data.variants import LABELS, nhot_variant
+    from fer_bench.errors import ConfigError
+    from fer_bench.registry import MODELS, get_model
     from fer_bench.store import ResultStore
+    from fer_bench.tasks import cleaning_rule
+    from fer_bench.training.augment import check_augmentation
+    from fer_bench.training.losses import get_loss
     from fer_bench.training.runner import (
         default_device,
         get_or_run_cell,
@@ -87,14 +131,24 @@ def run_command(args: Any) -> int:
 
     # Progress goes to stderr so that --json output on stdout stays parseable.
     console = wide_console(sys.stderr if args.json else sys.stdout)
+    if args.model not in MODELS:
+        raise ConfigError(f"argument --model: {MODELS.unknown_message(args.model, MODELS.names())}")
     spec = get_model(args.model)
-    init = resolve_init(args.init)
+    init = _as_option_error("--init", resolve_init, args.init)
+    if args.loss is not None:
+        _as_option_error("--loss", get_loss, args.loss)
+    if args.augmentation is not None:
+        _as_option_error("--augmentation", check_augmentation, args.augmentation)
     config = resolve_config(spec, epochs=args.epochs, loss=args.loss,
                             augmentation=args.augmentation, init=init.name)
     variant = args.variant or nhot_variant(args.nhot if args.nhot is not None else 8)
+    _as_option_error("--variant" if args.variant else "--nhot", LABELS.get, variant)
+    _as_option_error("--split", SPLITS.get, args.split)
+    rule = _as_option_error("--split", cleaning_rule, variant, args.split)
     device = args.device or default_device()
+    check_device(device)
     store = ResultStore(args.results)
-    data = clean(load_dataset(args.data, format=args.format, labels=args.labels))
+    data = clean(load_dataset(args.data, format=args.format, labels=args.labels), rule)
     cell = resolve_cell(spec, variant=variant, split=args.split, seed=args.seed, config=config,
                         dataset_fingerprint=data.fingerprint, device=device)
     console.print(f"{cell.id} on {data.label} ({len(data)} images), device {device}, "
@@ -111,4 +165,7 @@ def run_command(args: Any) -> int:
         sys.stdout.write(json.dumps(payload, indent=1) + "\n")
     else:
         console.print(record_table(record, store_path, from_store))
-    return 0 if record.status == "ok" else 1
+    if record.status != "ok":
+        print(f"fer-bench: error: cell {record.cell_id} failed: {record.error}", file=sys.stderr)
+        return 1
+    return 0

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import gc
+import os
 import platform
 import resource
 import sys
+import threading
 import time
 from importlib import metadata
 
@@ -24,24 +30,142 @@ def synchronized_time(device: torch.device) -> float:
 
 
 def reset_peak_memory(device: torch.device) -> None:
-    """Start a new CUDA peak-memory window (no-op on CPU: RSS has no reset)."""
+    """Start a new CUDA peak-memory window (no-op on CPU: see ``CellMemory``)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
 
 def peak_memory(device: torch.device) -> tuple[int, str]:
     """(bytes, kind): peak CUDA memory allocated since ``reset_peak_memory`` ("cuda"), or
-    the process's peak resident set size ("host_rss").
+    the process's lifetime peak resident set size ("host_rss").
 
     The host figure is a process-wide high-water mark: it includes the data set, Python
-    and every earlier cell of the same process, and never goes down, so on CPU it is an
-    upper bound for one cell rather than the cell's own footprint.
+    and every earlier cell of the same process. Cells measure with ``CellMemory`` instead.
     """
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device)), "cuda"
     max_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     scale = 1 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux KiB
     return int(max_rss * scale), "host_rss"
+
+
+#: ``memory_kind`` of a CPU cell: peak growth of the process's resident memory over its
+#: level when the cell started (after freeing what earlier cells left behind).
+HOST_RSS_CELL_DELTA = "host_rss_cell_delta"
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def current_rss() -> int | None:
+    """Resident set size of this process now, in bytes (Linux ``/proc``; else None)."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * _PAGE_SIZE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _rss_high_water_mark() -> int | None:
+    """``VmHWM`` of ``/proc/self/status`` in bytes (peak RSS since the last reset)."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _reset_rss_high_water_mark() -> bool:
+    """Reset ``VmHWM`` to the current RSS (Linux >= 4.0: write 5 to ``clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _release_free_host_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``), so
+    memory an earlier cell freed but the allocator kept is not counted in the baseline."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+
+
+class CellMemory:
+    """Peak memory of one cell, measured for that cell alone: ``start()`` before the cell,
+    ``stop() -> (bytes, memory_kind)`` after it (also when it failed).
+
+    * CUDA: ``torch.cuda.max_memory_allocated`` over the cell (the window is reset at
+      ``start``), kind ``"cuda"``.
+    * CPU on Linux: kind ``"host_rss_cell_delta"``: the peak of the process's resident set
+      during the cell minus its resident set at ``start`` (taken after ``gc.collect()`` and
+      ``malloc_trim``, so an earlier cell's freed memory is not in it). The peak is the
+      kernel's exact ``VmHWM`` (reset at ``start`` through ``/proc/self/clear_refs``); where
+      that cannot be reset, a background thread samples the resident set every
+      ``interval_s`` (peaks shorter than that may be missed). It counts everything the
+      cell's work made resident: model, optimiser state, activations, the augmented
+      training copy, evaluation outputs; not the data set loaded before the cell.
+    * Elsewhere (no ``/proc``): the process-wide lifetime peak, kind ``"host_rss"``.
+    """
+
+    def __init__(self, device: torch.device, interval_s: float = 0.002,
+                 use_high_water_mark: bool = True) -> None:
+        self.device = device
+        self.interval_s = interval_s
+        self.use_high_water_mark = use_high_water_mark
+        self.method = ""                # "cuda" | "vmhwm" | "sampled" | "process_peak"
+        self._baseline = 0
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> CellMemory:
+        if self.device.type == "cuda":
+            reset_peak_memory(self.device)
+            self.method = "cuda"
+            return self
+        _release_free_host_memory()
+        baseline = current_rss()
+        if baseline is None:
+            self.method = "process_peak"
+            return self
+        self._baseline = self._peak = baseline
+        if self.use_high_water_mark and _reset_rss_high_water_mark():
+            self.method = "vmhwm"
+            return self
+        self.method = "sampled"
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample, name="fer_bench-cell-memory",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            rss = current_rss()
+            if rss is not None and rss > self._peak:
+                self._peak = rss
+
+    def stop(self) -> tuple[int, str]:
+        """(peak bytes, memory_kind); stops the sampler. Safe to call more than once."""
+        if self.method == "cuda":
+            return peak_memory(self.device)
+        if self.method == "process_peak":
+            return peak_memory(self.device)
+        if self.method == "vmhwm":
+            self._peak = max(self._peak, _rss_high_water_mark() or 0)
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        rss = current_rss()
+        if rss is not None:
+            self._peak = max(self._peak, rss)
+        return max(0, self._peak - self._baseline), HOST_RSS_CELL_DELTA
 
 
 def device_name(device: torch.device) -> str:

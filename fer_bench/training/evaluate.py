@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
@@ -34,12 +35,52 @@ def eval_batch_size(input_size: int, train_batch_size: int, device: torch.device
     return max(train_batch_size, EVAL_PIXELS // (input_size * input_size))
 
 
+def break_low_precision_ties(logits: torch.Tensor,
+                             recompute: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """``logits`` float32 [B, C] upcast from a lower precision; the rows whose two largest
+    values are exactly equal (a tie made by rounding: argmax would pick the lower class
+    index, i.e. favour neutral) are replaced by ``recompute(row_indices)`` (float32 [k, C])."""
+    if logits.shape[1] < 2:
+        return logits
+    top2 = logits.topk(2, dim=1).values
+    tied = (top2[:, 0] == top2[:, 1]).nonzero().flatten()
+    if tied.numel() == 0:
+        return logits
+    logits = logits.clone()
+    logits[tied] = recompute(tied).float()
+    return logits
+
+
+def fp32_logits(model: torch.nn.Module, x: torch.Tensor, *, amp: bool) -> torch.Tensor:
+    """The model's logits for the batch ``x`` as float32 [B, C].
+
+    Under CUDA bf16 autocast (``amp``, the cell's precision "bf16") the forward runs in
+    bf16 and the last layer emits bf16 logits: they are upcast to float32 here, so softmax,
+    KL and argmax are computed in float32. Upcasting cannot undo rounding, though: two
+    classes whose logits round to the same bf16 value tie, and argmax would give the lower
+    class index. Those rows (and only those) are recomputed in float32 with autocast off.
+    Without autocast (CPU, fp32) the forward is float32 throughout.
+    """
+    device = x.device
+    with autocast_for(device, amp):
+        logits = logits_of(model(x))
+    if logits.dtype == torch.float32:
+        return logits
+
+    def recompute(rows: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=device.type, enabled=False):
+            return logits_of(model(x.index_select(0, rows)))
+
+    return break_low_precision_ties(logits.float(), recompute)
+
+
 @torch.no_grad()
 def predict(
     model: torch.nn.Module, images: torch.Tensor, *, input_size: int, batch_size: int,
     channels_last: bool, amp: bool, flip_tta: bool = False,
 ) -> tuple[torch.Tensor, float]:
-    """Softmax probabilities float32 [M, C] (on the images' device) and wall seconds.
+    """Softmax probabilities float32 [M, C] (on the images' device) and wall seconds;
+    the logits are float32 before the softmax (``fp32_logits``).
 
     images uint8 [M, H, W]. The model is put in eval mode and left there. ``flip_tta``
     averages the probabilities of each image and its horizontal mirror.
@@ -50,13 +91,10 @@ def predict(
     chunks = []
     for first in range(0, images.shape[0], batch_size):
         x = to_model_input(images[first:first + batch_size], input_size, channels_last)
-        with autocast_for(device, amp):
-            logits = logits_of(model(x))
-        probs = torch.softmax(logits.float(), dim=1)
+        probs = torch.softmax(fp32_logits(model, x, amp=amp), dim=1)
         if flip_tta:
-            with autocast_for(device, amp):
-                mirrored = logits_of(model(torch.flip(x, dims=[-1])))
-            probs = 0.5 * (probs + torch.softmax(mirrored.float(), dim=1))
+            mirrored = fp32_logits(model, torch.flip(x, dims=[-1]), amp=amp)
+            probs = 0.5 * (probs + torch.softmax(mirrored, dim=1))
         chunks.append(probs)
     probs = torch.cat(chunks)
     return probs, synchronized_time(device) - start

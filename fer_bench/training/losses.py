@@ -6,6 +6,9 @@ losses on a softmax output layer), all but the cross-entropy family act on
 ``p = softmax(logits)``; the cross-entropy family uses ``log_softmax`` for stability.
 Losses compute in float32 even under bf16 autocast.
 
+Beside the study's ten, "ms_multitarget" is Microsoft's FERPlus multi-target loss (the
+``ms-multitarget`` label mode, ``fer_bench.data.literature``).
+
 "pld" (probabilistic label drawing) is cross-entropy against a one-hot target drawn, each
 epoch, from every image's distribution: the runner calls ``draw_one_hot`` once per epoch
 when ``Loss.draws_targets`` is true.
@@ -95,6 +98,26 @@ def poisson(logits, targets):
     return (probs - targets * torch.log(probs + EPS)).mean()
 
 
+#: Microsoft's floor on the multi-target weights (ferplus.py ``_process_target`` L200).
+MS_TARGET_EPSILON = 0.001
+
+
+def ms_multitarget(logits, targets):
+    """Microsoft's multi-target loss (Barsoum et al. 2016, "multi-label learning"):
+    ``-log max_c (w_c p_c)`` with ``w = (1 - 0.001) * mask + 0.001`` and ``mask = targets > 0``
+    (weight 1 on a masked class, 0.001 elsewhere).
+
+    microsoft/FERPlus ``src/train.py`` ``cost_func`` L43-44 (``-log reduce_max(target *
+    prediction)``) on the target ``_process_target`` builds for mode multi_target
+    (``src/ferplus.py`` L197-201): any class of the mask may take the probability, the loss
+    rewards the most probable one. Computed in log space: ``log w_c + log_softmax_c``.
+    Label smoothing makes every share positive, so it would mask every class.
+    """
+    mask = (targets > 0).to(logits.dtype)
+    log_weights = torch.log((1.0 - MS_TARGET_EPSILON) * mask + MS_TARGET_EPSILON)
+    return -(log_weights + F.log_softmax(logits, dim=1)).amax(dim=1).mean()
+
+
 LOSS_GROUP = "fer_bench.losses"
 
 
@@ -111,7 +134,8 @@ def _as_loss(name: str, obj: object, entry: Entry) -> Loss:
 LOSSES: Registry[Loss] = Registry("loss", LOSS_GROUP, _as_loss, option="--fer-loss")
 for _loss in (Loss("mse", mse), Loss("pld", cce, draws_targets=True), Loss("logcosh", logcosh),
               Loss("cosine", cosine), Loss("cce", cce), Loss("mae", mae), Loss("kld", kld),
-              Loss("hinge", hinge), Loss("msle", msle), Loss("poisson", poisson)):
+              Loss("hinge", hinge), Loss("msle", msle), Loss("poisson", poisson),
+              Loss("ms_multitarget", ms_multitarget)):
     LOSSES.register(_loss.name, _loss, builtin=True)
 #: The study's ten losses (report 4.3.3), in its order.
 STUDY_LOSSES = ("mse", "pld", "logcosh", "cosine", "cce", "mae", "kld", "hinge", "msle", "poisson")

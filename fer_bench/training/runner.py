@@ -353,6 +353,8 @@ def _fill_selection(record: CellRecord, best: _Best, data: TaskData) -> None:
     record.acc_optimistic = max(record.test_acc)
     record.best_test_epoch = record.test_acc.index(record.acc_optimistic) + 1
     fill_test_summary(record, best.test_probs, data.test_dist, data.test_complexity)
+    if data.test_full_dist is not None:   # split scored otherwise (official-majority)
+        record.acc_tie_aware = metrics.tie_aware_accuracy(best.test_probs, data.test_full_dist)
 
 
 def _on_device(data: TaskData, device: torch.device) -> TaskData:

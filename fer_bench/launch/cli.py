@@ -1,0 +1,237 @@
+"""``fer-bench launch``: run a benchmark selection as N shards, watch them, merge them.
+
+::
+
+    fer-bench launch --shards 4 --workers 2 -- benchmarks/test_nhot.py --fer-profile smoke
+    fer-bench launch --engine submitit --partition gpu --gpus-per-shard 1 --time-min 240 \\
+        --shards 64 --array-parallelism 16 --run-dir runs/nhot -- benchmarks/ --fer-seeds 0-2
+    fer-bench launch --status runs/nhot
+    fer-bench launch --resume runs/nhot        # only shards that failed or never ran
+
+Everything after ``--`` goes to every shard's pytest unchanged; the launcher adds
+``--fer-shard i/n``, ``--fer-results STORE`` and the shard's JSON path, so those (and
+xdist's ``-n``: pytest-benchmark switches itself off under xdist) are refused there.
+When every shard is done the run folder is merged into the leaderboard (``--out``,
+default ``RUN_DIR/leaderboard``); a failed shard stops the merge and is named, with the
+``--resume`` command that reruns it (its finished cells come back from the store).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fer_bench.errors import ConfigError
+from fer_bench.launch.engines import ENGINES, Engine, SubmititEngine, make_engine
+from fer_bench.launch.layout import MANIFEST_FORMAT, manifest_path, read_manifest, write_json
+from fer_bench.launch.shard import ShardTask
+from fer_bench.launch.status import format_status, run_status
+
+#: pytest options the launcher sets itself for every shard.
+RESERVED = ("--fer-shard", "--benchmark-json", "--fer-results", "-n", "--numprocesses",
+            "--dist", "--fer-launch-dir", "--fer-launch-shard")
+#: Engine options: argparse dest -> (engines that take it, engine option name).
+ENGINE_OPTIONS = {
+    "workers": (("local",), "workers"), "gpus": (("local",), "gpus"),
+    "cluster": (("submitit",), "cluster"), "partition": (("submitit",), "partition"),
+    "time_min": (("submitit",), "time_min"), "mem_gb": (("submitit",), "mem_gb"),
+    "array_parallelism": (("submitit",), "array_parallelism"), "setup": (("submitit",), "setup"),
+    "visible_gpus": (("submitit",), "visible_gpus"),
+    "gpus_per_shard": (("submitit", "ray"), "gpus_per_shard"),
+    "cpus_per_shard": (("submitit", "ray"), "cpus_per_shard"),
+    "ray_address": (("ray",), "address"),
+}
+
+
+def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG",
+                        help="the selection and pytest/fer options for every shard, after --")
+    parser.add_argument("--status", metavar="RUN_DIR", help="show where a launch stands and exit")
+    parser.add_argument("--json", action="store_true", help="with --status: one JSON object")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="rerun the shards of RUN_DIR that failed or never ran, then merge")
+    parser.add_argument("--shards", type=int, default=None,
+                        help="number of shards (default: --workers for local, else required)")
+    parser.add_argument("--engine", choices=sorted(ENGINES), default=None, help="default local")
+    parser.add_argument("--run-dir", default=None, help="run folder (default runs/<UTC time>)")
+    parser.add_argument("--results", default=None,
+                        help="the shared result store (default $FER_BENCH_RESULTS, else ./results)")
+    parser.add_argument("--out", default=None, help="leaderboard folder (default RUN_DIR/leaderboard)")
+    parser.add_argument("--no-merge", action="store_true", help="do not merge when all shards are done")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print each shard's command (and a Slurm array's #SBATCH lines) "
+                             "and exit; nothing is written")
+    parser.add_argument("--detach", action="store_true",
+                        help="submitit engine: submit the array and return (merge later with "
+                             "`fer-bench leaderboard RUN_DIR`)")
+    local = parser.add_argument_group("local engine")
+    local.add_argument("--workers", type=int, default=None,
+                       help="shard processes at a time (default: min(shards, CPU count))")
+    local.add_argument("--gpus", default=None, help="CUDA devices dealt to shards in turn, e.g. 0,1")
+    sub = parser.add_argument_group("submitit engine (Slurm job array)")
+    sub.add_argument("--cluster", choices=["slurm", "local"], default=None,
+                     help="slurm (default) or submitit's local executor")
+    sub.add_argument("--partition", default=None, help="Slurm partition (default: the cluster's)")
+    sub.add_argument("--time-min", type=int, default=None, help="time limit per shard (default 720)")
+    sub.add_argument("--mem-gb", type=float, default=None, help="memory per shard")
+    sub.add_argument("--array-parallelism", type=int, default=None,
+                     help="array tasks running at once (default: all)")
+    sub.add_argument("--setup", action="append", default=None,
+                     help="a shell line run before each shard (repeatable), e.g. 'module load cuda'")
+    sub.add_argument("--visible-gpus", default=None, help="--cluster local: devices dealt to shards")
+    both = parser.add_argument_group("submitit and ray engines")
+    both.add_argument("--gpus-per-shard", type=float, default=None,
+                      help="GPUs per shard (ray: a fraction such as 0.25 shares a GPU)")
+    both.add_argument("--cpus-per-shard", type=float, default=None, help="CPU cores per shard")
+    ray = parser.add_argument_group("ray engine")
+    ray.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: start one)")
+
+
+def _engine_options(args: argparse.Namespace, engine: str) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for dest, (engines, name) in ENGINE_OPTIONS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        if engine not in engines:
+            raise ConfigError(f"--{dest.replace('_', '-')} is an option of the "
+                              f"{' and '.join(engines)} engine, not of {engine}")
+        if engine == "submitit" and name in ("gpus_per_shard", "cpus_per_shard"):
+            if value != int(value):
+                raise ConfigError(f"--{dest.replace('_', '-')}: the submitit engine takes whole "
+                                  f"numbers, got {value} (fractional GPUs: --engine ray)")
+            value = int(value)
+        options[name] = value
+    return options
+
+
+def _check_pytest_args(pytest_args: list[str]) -> list[str]:
+    for arg in pytest_args:
+        name = arg.split("=", 1)[0]
+        if name in RESERVED or (name.startswith("-n") and name[2:].isdigit()):
+            raise ConfigError(f"{arg!r} after --: fer-bench launch sets {name} itself for every "
+                              f"shard (use --shards / --results; pytest-xdist disables "
+                              f"pytest-benchmark, shards are separate pytest processes instead)")
+    return pytest_args
+
+
+Plan = tuple[Path, dict[str, Any], Engine, list[ShardTask]]
+
+
+def new_run(args: argparse.Namespace) -> Plan:
+    """Create the run folder and its manifest (not with ``--dry-run``); the run folder,
+    manifest, engine and the shard tasks to run."""
+    engine_name = args.engine or "local"
+    options = _engine_options(args, engine_name)
+    shards = args.shards
+    if engine_name == "local":
+        options.setdefault("workers", min(shards or os.cpu_count() or 1, os.cpu_count() or 1))
+        shards = shards or options["workers"]
+    if not shards or shards < 1:
+        raise ConfigError(f"--shards: give the number of shards (>= 1) for the {engine_name} engine")
+    engine = make_engine(engine_name, options)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    run_dir = Path(args.run_dir or Path("runs") / stamp).resolve()
+    if manifest_path(run_dir).exists():
+        raise ConfigError(f"{run_dir} already holds a launch; `fer-bench launch --resume "
+                          f"{run_dir}` reruns its unfinished shards, or choose another --run-dir")
+    from fer_bench.store import default_root
+
+    store = Path(args.results).resolve() if args.results else default_root().resolve()
+    manifest = {
+        "format": MANIFEST_FORMAT, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "shards": shards, "engine": engine_name, "engine_options": engine.options(),
+        "pytest_args": _check_pytest_args(list(args.pytest_args)), "store": str(store),
+        "cwd": os.getcwd(), "python": sys.executable,
+        "out": str(Path(args.out).resolve()) if args.out else str(run_dir / "leaderboard"),
+        "command": shlex.join(["fer-bench", "launch", *sys.argv[2:]]) if sys.argv[1:2] == ["launch"] else "",
+    }
+    if not args.dry_run:
+        write_json(manifest_path(run_dir), manifest)
+    return run_dir, manifest, engine, [ShardTask(str(run_dir), i, shards) for i in range(1, shards + 1)]
+
+
+def dry_run(manifest: dict[str, Any], engine: Engine, tasks: list[ShardTask]) -> str:
+    """What a launch would run: the engine, each shard's command, a Slurm array's request."""
+    from fer_bench.launch.shard import shard_command
+
+    lines = [f"engine {engine.name} {engine.options()}; {len(tasks)} shard(s) of "
+             f"{manifest['shards']}; store {manifest['store']}; "
+             f"run folder {tasks[0].run_dir if tasks else '(nothing to run)'}"]
+    if isinstance(engine, SubmititEngine) and engine.cluster == "slurm" and tasks:
+        folder = str(Path(tasks[0].run_dir) / "submitit") if tasks else "RUN_DIR/submitit"
+        lines += ["Slurm job array:", engine.preview(len(tasks), folder)]
+    lines += [f"shard {t.index}: {shlex.join(shard_command(manifest, t))}" for t in tasks]
+    return "\n".join(lines)
+
+
+def resume_run(args: argparse.Namespace) -> Plan:
+    """The shards of an existing run that failed or never ran (running ones are left alone)."""
+    run_dir = Path(args.resume).resolve()
+    manifest = read_manifest(run_dir)
+    engine_name = args.engine or manifest.get("engine", "local")
+    options = dict(manifest.get("engine_options") or {}) if engine_name == manifest.get("engine") else {}
+    options.update(_engine_options(args, engine_name))
+    engine = make_engine(engine_name, options)
+    status = run_status(run_dir)
+    running = [s.index for s in status.shards if s.state == "running"]
+    if running:
+        print(f"shards {running} are still running; not relaunched")
+    todo = [s.index for s in status.shards if s.state in ("failed", "missing")]
+    return run_dir, manifest, engine, [ShardTask(str(run_dir), i, int(manifest["shards"])) for i in todo]
+
+
+def merge(run_dir: Path, out: str) -> int:
+    from fer_bench.leaderboard.cli import leaderboard_command
+
+    return leaderboard_command(argparse.Namespace(results=[str(run_dir)], out=out, no_write=False))
+
+
+def detach(run_dir: Path, engine: Engine, tasks: list[ShardTask]) -> int:
+    """Submit the shards as a job array and return; job ids go into the manifest."""
+    if not isinstance(engine, SubmititEngine):
+        raise ConfigError(f"--detach needs the submitit engine (the {engine.name} engine runs "
+                          "its shards from this process)")
+    jobs = engine.submit(tasks, run_dir / "submitit")
+    manifest = read_manifest(run_dir)
+    manifest["jobs"] = {**(manifest.get("jobs") or {}),
+                        **{str(t.index): str(j.job_id) for t, j in zip(tasks, jobs, strict=True)}}
+    write_json(manifest_path(run_dir), manifest)
+    print(f"fer-bench launch: submitted {len(jobs)} shard(s): {', '.join(str(j.job_id) for j in jobs)}; "
+          f"`fer-bench launch --status {run_dir}`, then `fer-bench leaderboard {run_dir}`")
+    return 0
+
+
+def launch_command(args: argparse.Namespace) -> int:
+    """``fer-bench launch``; returns 0 when every shard is done (and merged), 1 otherwise."""
+    if args.status:
+        status = run_status(args.status)
+        if args.json:
+            import json
+
+            print(json.dumps(status.to_dict(), indent=1))
+        else:
+            print(format_status(status))
+        return 0
+    run_dir, manifest, engine, tasks = resume_run(args) if args.resume else new_run(args)
+    if args.dry_run:
+        print(dry_run(manifest, engine, tasks))
+        return 0
+    print(f"fer-bench launch: {len(tasks)} shard(s) on the {engine.name} engine; run folder "
+          f"{run_dir}; watch it with `fer-bench launch --status {run_dir}`", flush=True)
+    if args.detach:
+        return detach(run_dir, engine, tasks)
+    if tasks:
+        engine.run(tasks, report=lambda line: print(f"fer-bench launch: {line}", flush=True))
+    status = run_status(run_dir)
+    print(format_status(status), flush=True)
+    if not status.complete:
+        return 1
+    if args.no_merge:
+        return 0
+    return merge(run_dir, args.out or read_manifest(run_dir).get("out") or str(run_dir / "leaderboard"))

@@ -1,0 +1,166 @@
+"""``fer-bench launch --status RUN_DIR``: cells done / running / failed / left, shards done /
+running / failed / missing, and the claims in the shared store.
+
+Read from the run folder only (the shards' plans, cell events and states; see ``layout``)
+plus the store's claim files, so it works from any machine that sees the folder, while the
+run goes on, after a crash, and for a run whose shards were never started.
+
+A cell is *done* (its test passed, trained or read from the store), *failed* (its test
+failed: a failed cell, or an error around it), *skipped*, *running* (started, its shard
+alive) or *left* (not started, or started by a shard that died: it trains again on
+``--resume``). The grid is known once any shard has collected it; until then only the
+shards are counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fer_bench.launch.layout import (
+    ShardState,
+    read_events,
+    read_json,
+    read_manifest,
+    shard_file,
+    shard_state,
+)
+from fer_bench.profiles import select_shard
+
+CELL_STATES = ("done", "running", "failed", "skipped", "left")
+SHARD_STATES = ("done", "running", "failed", "missing")
+
+
+@dataclass
+class RunStatus:
+    """Where a launch stands. ``cells``: node id -> state; ``cell_shard``: node id -> shard."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    shards: list[ShardState]
+    cells: dict[str, str] = field(default_factory=dict)
+    cell_shard: dict[str, int] = field(default_factory=dict)
+    claims_live: int = 0
+    claims_stale: int = 0
+
+    @property
+    def grid_known(self) -> bool:
+        return bool(self.cells) or any(s.state == "done" for s in self.shards)
+
+    def cell_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(CELL_STATES, 0)
+        for state in self.cells.values():
+            counts[state] += 1
+        return counts
+
+    def shard_counts(self) -> dict[str, int]:
+        counts = dict.fromkeys(SHARD_STATES, 0)
+        for shard in self.shards:
+            counts[shard.state] += 1
+        return counts
+
+    @property
+    def complete(self) -> bool:
+        return all(s.state == "done" for s in self.shards)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_dir": str(self.run_dir), "shards_total": len(self.shards),
+            "engine": self.manifest.get("engine"), "store": self.manifest.get("store"),
+            "cells_total": len(self.cells) if self.grid_known else None,
+            "cells": self.cell_counts(), "shards": self.shard_counts(), "complete": self.complete,
+            "claims": {"live": self.claims_live, "stale": self.claims_stale},
+            "shard_details": [{"index": s.index, "state": s.state, "detail": s.detail,
+                               "exit_code": s.exit_code, "attempt": s.attempt, "host": s.host,
+                               "log": str(s.log_path)} for s in self.shards],
+            "cells_by_state": {state: sorted(n for n, s in self.cells.items() if s == state)
+                               for state in CELL_STATES if state != "done"},
+        }
+
+
+def _cell_states(run_dir: Path, shard: ShardState, mine: list[str]) -> dict[str, str]:
+    """The state of each of ``mine`` from the shard's events (the last one per cell wins)."""
+    last: dict[str, str] = {}
+    for event in read_events(run_dir, shard.index):
+        node = event.get("nodeid")
+        if event.get("event") == "start":
+            last[node] = "started"
+        elif event.get("event") == "finish":
+            outcome = event.get("outcome")
+            last[node] = {"passed": "done", "skipped": "skipped"}.get(outcome, "failed")
+    states = {}
+    for node in mine:
+        state = last.get(node, "left")
+        if state == "started":
+            state = "running" if shard.state == "running" else "left"
+        states[node] = state
+    return states
+
+
+def run_status(run_dir: str | Path) -> RunStatus:
+    """Read the status of the launch in ``run_dir`` (``DataError`` when it holds none)."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    count = int(manifest["shards"])
+    shards = [shard_state(run_dir, i) for i in range(1, count + 1)]
+    status = RunStatus(run_dir, manifest, shards)
+    plans = {s.index: read_json(shard_file(run_dir, s.index, "plan.json")) for s in shards}
+    grid = next((p["all"] for p in plans.values() if isinstance(p, dict) and p.get("all")), None)
+    for shard in shards:
+        plan = plans[shard.index]
+        if isinstance(plan, dict) and isinstance(plan.get("mine"), list):
+            mine = plan["mine"]
+        elif grid is not None:
+            mine = select_shard(grid, (shard.index, count))
+        else:
+            continue
+        status.cells.update(_cell_states(run_dir, shard, mine))
+        status.cell_shard.update(dict.fromkeys(mine, shard.index))
+    store = manifest.get("store")
+    if store:
+        from fer_bench.store import ResultStore
+
+        shared = ResultStore(store)
+        for claim in shared.claims():
+            if claim.stale_reason(shared.claim_settings) is None:
+                status.claims_live += 1
+            else:
+                status.claims_stale += 1
+    return status
+
+
+def format_status(status: RunStatus) -> str:
+    """The human summary ``--status`` prints."""
+    manifest, count = status.manifest, len(status.shards)
+    cells, shards = status.cell_counts(), status.shard_counts()
+    lines = [f"run {status.run_dir}: {count} shards, engine {manifest.get('engine')}, "
+             f"store {manifest.get('store')}"]
+    if status.grid_known:
+        lines.append(f"cells: {len(status.cells)} in the grid · " +
+                     " · ".join(f"{cells[s]} {s}" for s in CELL_STATES))
+    else:
+        lines.append("cells: the grid is not known yet (no shard has collected it)")
+    lines.append("shards: " + " · ".join(f"{shards[s]} {s}" for s in SHARD_STATES))
+    jobs = manifest.get("jobs") or {}
+    for shard in status.shards:
+        if shard.state == "done" and shards["done"] == count:
+            continue
+        mine = [n for n, i in status.cell_shard.items() if i == shard.index]
+        finished = sum(status.cells[n] in ("done", "failed", "skipped") for n in mine)
+        job = f", job {jobs[str(shard.index)]}" if str(shard.index) in jobs else ""
+        progress = f"; {finished}/{len(mine)} cells finished" if mine else ""
+        lines.append(f"  shard {shard.index}/{count}: {shard.state}: {shard.detail}{job}{progress}")
+    for state in ("failed", "running"):
+        nodes = sorted(n for n, s in status.cells.items() if s == state)
+        if nodes:
+            lines.append(f"{state} cells:")
+            lines += [f"  {n} (shard {status.cell_shard[n]})" for n in nodes]
+    lines.append(f"store claims: {status.claims_live} held, {status.claims_stale} stale "
+                 "(a stale claim is taken over by the next process that reaches its cell)")
+    if status.complete:
+        lines.append(f"complete: merge with `fer-bench leaderboard {status.run_dir}`")
+    elif shards["failed"] or (shards["missing"] and not shards["running"]):
+        lines.append(f"relaunch the unfinished shards: `fer-bench launch --resume {status.run_dir}` "
+                     "(finished cells are read from the store)")
+    return "\n".join(lines)
