@@ -59,6 +59,9 @@ class CellRecord:
     "cuda"), or on a CPU the peak growth of host RSS over its level when the cell started
     ("host_rss_cell_delta"; "host_rss", the process-wide peak, where that cannot be measured
     and in records of older runs). See ``training.device.CellMemory``.
+    ``train_flops_per_image`` / ``eval_flops_per_image``: matmul and convolution FLOPs of
+    one training step (forward + backward) / one evaluation of one image at the model's
+    input size, ``torch.utils.flop_counter`` (``training.flops``); None in older records.
     """
 
     cell: Cell
@@ -82,6 +85,8 @@ class CellRecord:
     peak_memory_bytes: int | None = None
     memory_kind: str | None = None
     params: int | None = None
+    train_flops_per_image: int | None = None   # forward + backward (training.flops)
+    eval_flops_per_image: int | None = None    # forward; x2 with flip TTA
     device: str = "cpu"
     device_name: str = ""
     n_train: int = 0

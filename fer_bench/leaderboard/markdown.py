@@ -19,6 +19,9 @@ import pandas as pd
 
 from fer_bench.fileio import atomic_write_text
 from fer_bench.leaderboard.rows import RowSummary, summarize
+from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
+from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
+from fer_bench.leaderboard.speedrun import speedrun_frame
 from fer_bench.leaderboard.stats import SINGLE_RUN, TABLE2_THRESHOLD, mean_ci
 from fer_bench.leaderboard.table import (
     ACCURACY,
@@ -195,7 +198,18 @@ def _section_parts(records: Sequence[CellRecord],
                 notes = list(frame.attrs.get("notes", ())) if part == ACCURACY else []
                 for note in notes:
                     parts += [f"> Note: {escape_markdown(note)}", ""]
+        if section.name == SPEEDRUN_SECTION:
+            parts += _speedrun_part(section.records)
     return parts
+
+
+def _speedrun_part(records: Sequence[CellRecord]) -> list[str]:
+    """The speedrun section's time-to-accuracy table (``leaderboard/speedrun.py``)."""
+    frame = speedrun_frame(records)
+    if frame is None:
+        return []
+    parts = [f"### {escape_markdown(SPEEDRUN_TITLE)}", "", frame_to_markdown(frame), ""]
+    return parts + [f"> Note: {escape_markdown(note)}" for note in frame.attrs["notes"]] + [""]
 
 
 def _literature_part(records: Sequence[CellRecord]) -> list[str]:

@@ -54,6 +54,9 @@ from fer_bench.leaderboard.rows import (
     variant_column,
     variant_sort_key,
 )
+from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
+from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
+from fer_bench.leaderboard.speedrun import speedrun_frame
 from fer_bench.leaderboard.stats import SINGLE_RUN
 from fer_bench.record import CellRecord
 
@@ -220,6 +223,17 @@ def _print_literature(records: Sequence[CellRecord], console: Console) -> None:
         console.print(Text(f"note: {note}"))
 
 
+def _print_speedrun(records: Sequence[CellRecord], console: Console) -> None:
+    """The speedrun section's time-to-accuracy table (``leaderboard/speedrun.py``)."""
+    frame = speedrun_frame(records)
+    if frame is None:
+        return
+    console.print(Text(SPEEDRUN_TITLE, style="italic"))
+    console.print(_rich_table(frame, list(frame.columns)))
+    for note in frame.attrs["notes"]:
+        console.print(Text(f"note: {note}"))
+
+
 def print_terminal_tables(records: Sequence[CellRecord], console: Console | None = None,
                           provenance: Sequence[Mapping[str, Any]] = ()) -> None:
     """Per section (experiment), per split: the accuracy table, its notes, the cost table.
@@ -243,6 +257,8 @@ def print_terminal_tables(records: Sequence[CellRecord], console: Console | None
                 if part == ACCURACY:
                     for note in frame.attrs.get("notes", ()):
                         console.print(Text(f"note: {note}"))
+        if section.name == SPEEDRUN_SECTION:
+            _print_speedrun(section.records, console)
     _print_literature(records, console)
     console.print(Text("* best N of the row (highest mean honest accuracy). Every gain is the "
                        "mean paired difference over the seeds both cells share, in percentage "

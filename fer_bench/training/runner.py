@@ -58,6 +58,7 @@ from fer_bench.training.evaluate import (
     fill_test_summary,
     predict,
 )
+from fer_bench.training.flops import cell_flops
 from fer_bench.training.losses import Loss, draw_one_hot, get_loss
 from fer_bench.training.recipe import WeightAverage, check_recipe, make_optimizer, make_schedule
 
@@ -297,6 +298,8 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
     torch.manual_seed(seed)
     model = _build_checked_model(spec, config, device, init_path)
     record.params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    record.train_flops_per_image, record.eval_flops_per_image = cell_flops(
+        model, config, channels_last=channels_last, amp=amp)
 
     augmentation = AUGMENTATIONS.get(config.augmentation)
     images, targets = augmentation.expand(data.train_images, data.train_targets, seed)

@@ -1,0 +1,115 @@
+"""FLOPs of a cell's model per image, counted with ``torch.utils.flop_counter``.
+
+* ``train_flops_per_image``: one training step's forward and backward pass, per image, at
+  the model's input size: a deep copy of the model in train mode runs one small batch and
+  the sum of its floating outputs is back-propagated. The input needs no gradient (as in
+  training), so the first layer's input gradient is not computed: a single ``Linear(i, o)``
+  costs 2·i·o forward + 2·i·o for its weight gradient = 4·i·o per image; a layer deeper in
+  the net also back-propagates to its input, 6·i·o in all (the usual "3x forward").
+* ``eval_flops_per_image``: one forward pass in eval mode, without gradients; x2 with
+  mirrored test-time augmentation (``tta="flip"``: the mirror is a second forward pass).
+
+What is counted is what ``FlopCounterMode`` counts: matrix multiplications and
+convolutions (and their backward), 2 FLOPs per multiply-add; not element-wise ops,
+normalisation, pooling, the loss or the optimizer step. For convolutional nets that is
+nearly all of the arithmetic, and it is the convention of the published speedruns.
+
+The real run is untouched: the count runs on a deep copy (BatchNorm running statistics
+and weights of the trained model stay as they were), on a zero input (no random draw),
+under ``torch.random.fork_rng`` (dropout's draws do not advance the run's generators).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from fer_bench.config import TrainConfig
+
+__all__ = ["cell_flops", "eval_flops_per_image", "train_flops_per_image"]
+
+log = logging.getLogger(__name__)
+
+#: Images in the counting batch: FLOPs of matmuls and convolutions grow linearly with the
+#: batch, and 2 keeps BatchNorm in train mode well defined.
+COUNT_BATCH = 2
+
+
+def _floating_tensors(outputs: Any) -> Iterator[torch.Tensor]:
+    """Every floating tensor in a model's output (a tensor, tuple/list or dict of them)."""
+    if isinstance(outputs, torch.Tensor):
+        if outputs.is_floating_point():
+            yield outputs
+    elif isinstance(outputs, dict):
+        for value in outputs.values():
+            yield from _floating_tensors(value)
+    elif isinstance(outputs, (list, tuple)):
+        for value in outputs:
+            yield from _floating_tensors(value)
+
+
+def _zero_input(model: torch.nn.Module, input_size: int, in_chans: int, batch: int,
+                channels_last: bool) -> torch.Tensor:
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    x = torch.zeros(batch, in_chans, input_size, input_size, device=device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _devices_of(model: torch.nn.Module) -> list[int]:
+    return sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+
+
+def train_flops_per_image(model: torch.nn.Module, input_size: int, *, in_chans: int = 1,
+                          batch: int = COUNT_BATCH, channels_last: bool = True,
+                          amp: bool = False) -> int:
+    """Forward + backward FLOPs of one training image (see the module docstring).
+
+    ``model`` itself is not touched (a deep copy runs); ``amp`` runs the copy under the
+    cell's CUDA bf16 autocast (the count does not depend on the precision)."""
+    from fer_bench.training.evaluate import autocast_for
+
+    twin = copy.deepcopy(model).train()
+    x = _zero_input(twin, input_size, in_chans, batch, channels_last)
+    with torch.random.fork_rng(devices=_devices_of(twin)), FlopCounterMode(display=False) as counter:
+        with autocast_for(x.device, amp):
+            outputs = twin(x)
+        total = sum(t.float().sum() for t in _floating_tensors(outputs))
+        if isinstance(total, torch.Tensor) and total.requires_grad:
+            total.backward()
+    return int(round(counter.get_total_flops() / batch))
+
+
+def eval_flops_per_image(model: torch.nn.Module, input_size: int, *, in_chans: int = 1,
+                         batch: int = COUNT_BATCH, channels_last: bool = True,
+                         amp: bool = False, flip_tta: bool = False) -> int:
+    """Forward FLOPs of evaluating one image (eval mode, no gradients); x2 with ``flip_tta``."""
+    from fer_bench.training.evaluate import autocast_for
+
+    twin = copy.deepcopy(model).eval()
+    x = _zero_input(twin, input_size, in_chans, batch, channels_last)
+    with (torch.random.fork_rng(devices=_devices_of(twin)), torch.no_grad(),
+          FlopCounterMode(display=False) as counter, autocast_for(x.device, amp)):
+        twin(x)
+    per_image = counter.get_total_flops() / batch
+    return int(round(per_image * (2 if flip_tta else 1)))
+
+
+def cell_flops(model: torch.nn.Module, config: TrainConfig, *, channels_last: bool = True,
+               amp: bool = False) -> tuple[int | None, int | None]:
+    """(training, evaluation) FLOPs per image of ``model`` as ``config`` trains and
+    evaluates it; (None, None) when the model cannot be counted (logged, never raised:
+    the count is a figure of the record, not a reason to fail the cell)."""
+    try:
+        train = train_flops_per_image(model, config.input_size, channels_last=channels_last, amp=amp)
+        evaluate = eval_flops_per_image(model, config.input_size, channels_last=channels_last,
+                                        amp=amp, flip_tta=config.tta == "flip")
+    except Exception as exc:   # an op the counter cannot run: no figure, the cell goes on
+        log.info("FLOPs of %s not counted: %s: %s", type(model).__name__, type(exc).__name__, exc)
+        return None, None
+    return train, evaluate
