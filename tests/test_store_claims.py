@@ -269,10 +269,10 @@ def project(tmp_path):
 
 def test_two_processes_on_one_store_train_each_cell_once(project, tmp_path):
     """Two pytest processes run the same 4-cell grid on one store at once, from opposite
-    ends (models in opposite order; the slow model's cells take >= 1.5 s): every cell is
+    ends (models in opposite order; the slow model's cells take >= 1 s): every cell is
     trained exactly once, and each process reports all four."""
     store = tmp_path / "store"
-    env = launch_grid.project_env(project, LAUNCH_SLOW_S="1.5")
+    env = launch_grid.project_env(project, LAUNCH_SLOW_S="1.0")
     grid = ("--fer-nhot", "1", "--fer-splits", "ordinary,complex", "--fer-results", str(store))
     runs = [subprocess.Popen(launch_grid.pytest_command("--fer-models", models, *grid,
                                                         "--benchmark-json", str(tmp_path / f"{n}.json")),
