@@ -56,7 +56,9 @@ class Cell:
     (a subset has its own). ``device_type``: "cpu" | "cuda" | "mps"; ``precision``: the
     effective one ("fp32", or "bf16" under CUDA autocast). ``model_release``:
     "dist==version" of the distribution that registers the model ("in-process" for
-    ``register_model``).
+    ``register_model``). ``alignment``: the aligner output the cell uses, "none",
+    ``<aligner>-<settings hash>`` (aligned images) or ``landmarks-<aligner>-<hash>`` (source
+    images, the aligner's landmarks for the augmentation): ``fer_bench.data.alignment``.
     """
 
     model: str
@@ -137,7 +139,7 @@ class Cell:
 def axis_token(axis: str, value: Any) -> str:
     """The id text of one axis value: model -> as is; variant ``nhot-3`` -> ``n3`` (other
     variants as is); split -> as is; seed 0 -> ``s0``; loss/augmentation/init/alignment ->
-    ``loss=pld`` / ``aug=flip_rot20`` / ``init=file-1a2b3c4d`` / ``align=dlib``."""
+    ``loss=pld`` / ``aug=flip_rot20`` / ``init=file-1a2b3c4d`` / ``align=dlib-hog-a7589fb3``."""
     if axis == "variant":
         match = re.fullmatch(r"nhot-(\d+)", str(value))
         return f"n{match.group(1)}" if match else str(value)

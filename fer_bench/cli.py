@@ -126,7 +126,8 @@ def build_parser() -> ArgumentParser:
     models = sub.add_parser("models", help="list registered models and where each comes from")
     _add_debug(models)
     listing = sub.add_parser("list", help="list what a registry holds")
-    listing.add_argument("kind", choices=["models", "losses", "augmentations", "splits", "labels"],
+    listing.add_argument("kind", choices=["models", "losses", "augmentations", "splits", "labels",
+                                          "aligners"],
                          help="which registry")
     _add_debug(listing)
 
@@ -148,6 +149,9 @@ def build_parser() -> ArgumentParser:
                      help="augmentation set (default: the model's, else none; "
                           "fer-bench list augmentations)")
     run.add_argument("--init", default="scratch", help="scratch, imagenet or file:PATH")
+    run.add_argument("--alignment", default="none",
+                     help="none, or an aligner (dlib-hog, dlib-cnn; fer-bench list aligners): "
+                          "train and test on its aligned faces")
     run.add_argument("--device", type=device_name, default=None,
                      help="cpu, cuda, cuda:N or mps (default: cuda if available)")
     run.add_argument("--results", default=None, metavar="DIR",

@@ -1,4 +1,5 @@
-"""``fer-bench list models|losses|augmentations|splits|labels``: what each registry holds."""
+"""``fer-bench list models|losses|augmentations|splits|labels|aligners``: what each registry
+holds."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from fer_bench.console import wide_console
 
-KINDS = ("models", "losses", "augmentations", "splits", "labels")
+KINDS = ("models", "losses", "augmentations", "splits", "labels", "aligners")
 
 
 def registry_of(kind: str) -> Any:
@@ -25,6 +26,8 @@ def registry_of(kind: str) -> Any:
         from fer_bench.data.splits import SPLITS as registry
     elif kind == "labels":
         from fer_bench.data.variants import LABELS as registry
+    elif kind == "aligners":
+        from fer_bench.data.alignment import ALIGNERS as registry
     else:
         raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(KINDS)}")
     return registry
@@ -38,6 +41,9 @@ def _details(kind: str, item: Any) -> str:
         return f"input {size}, pretrained {'yes' if item.pretrained_available else 'no'}"
     if kind == "augmentations":
         return f"{item.multiple}x: {item.description}"
+    if kind == "aligners":
+        return (f"dlib {item.detector} detector at {item.upscale} px, upsample {item.upsample}, "
+                f"eyes to {item.left_eye} / {item.right_eye}")
     if kind == "losses":
         return "one-hot drawn per epoch" if item.draws_targets else ""
     return getattr(item, "description", "")
@@ -62,6 +68,9 @@ def list_command(kind: str) -> int:
         table.add_row(escape(entry.name), escape(distribution), escape(entry.value),
                       escape(_details(kind, entry.item)), status)
     console.print(table)
+    for family in registry.families():
+        console.print(f"family {escape(family.template)}: any such name works "
+                      f"({escape(family.description)})", highlight=False)
     if not entries:
         console.print(f"no {kind} registered: install fer-baselines (pip install -e baselines) "
                       f"or a package with a {registry.group!r} entry point")

@@ -8,7 +8,9 @@ a test requests ``fer_cell``. A benchmark module asks for cells like this::
         record = fer_cell.run(benchmark)
 
 **Axes.** A cell's axes are fixtures: ``fer_model``, ``fer_variant`` (label treatment,
-``nhot-N``), ``fer_split``, ``fer_seed``, ``fer_loss``, ``fer_augmentation``, ``fer_init``.
+``nhot-N``), ``fer_split``, ``fer_seed``, ``fer_loss``, ``fer_augmentation``, ``fer_init``,
+``fer_alignment`` (``none`` or an aligner, ``dlib-hog`` / ``dlib-cnn``: the cell trains and
+tests on its aligned images; the aligner runs, or reads its cache, once per session).
 ``fer_cell`` depends on all of them, so every test that uses it is parametrised over them.
 Each axis's values come from, first to last:
 
@@ -16,15 +18,15 @@ Each axis's values come from, first to last:
    fixed, no option changes it);
 2. the option the user gave (``--fer-models``, ``--fer-nhot`` / ``--fer-variant``,
    ``--fer-splits``, ``--fer-seeds``, ``--fer-loss``, ``--fer-augmentation``, ``--fer-init``,
-   or their ini/env forms): the user narrows or widens any experiment;
+   ``--fer-alignment``, or their ini/env forms): the user narrows or widens any experiment;
 3. the module's (or class's, or function's) ``fer_axes`` marker, e.g.
    ``pytestmark = pytest.mark.fer_axes(loss=["mse", "pld"], nhot=[8], split=["ordinary"])``:
    the experiment's own design;
 4. the profile, then the default (loss and augmentation: the model's own preference).
 
-Model, variant, split and seed are always parametrised; loss, augmentation and init only
-when they take more than one value or a non-default one, so the test id is the cell's
-readable id
+Model, variant, split and seed are always parametrised; loss, augmentation, init and
+alignment only when they take more than one value or a non-default one, so the test id is
+the cell's readable id
 (``vgg16-n3-complex-s0``, then ``loss=pld`` ... for the varying optional axes: the same
 ``fer_bench.cell.axis_token`` names both). ``fer_experiment("name", title=...)`` names the
 leaderboard section (default: the module name without ``test_``).
@@ -67,7 +69,7 @@ EXPERIMENT_MARKER = "fer_experiment"
 #: Axis name -> option that sets it. Order = order of the parts of a test id.
 AXES: dict[str, str] = {
     "model": "models", "variant": "variant", "split": "splits", "seed": "seeds",
-    "loss": "loss", "augmentation": "augmentation", "init": "init",
+    "loss": "loss", "augmentation": "augmentation", "init": "init", "alignment": "alignment",
 }
 ALWAYS_PARAMETRISED = ("model", "variant", "split", "seed")
 #: name -> (help, is_flag). Each is ``--fer-<name>``, ini ``fer_<name>``, env ``FER_BENCH_<NAME>``.
@@ -84,6 +86,8 @@ OPTIONS: dict[str, tuple[str, bool]] = {
     "augmentation": ("augmentation sets, e.g. none,flip_rot20 (default: the profile's, else the "
                      "model's, else none; `fer-bench list augmentations`)", False),
     "init": ("initialisations: scratch, imagenet, file:PATH (default scratch)", False),
+    "alignment": ("face alignment: none, dlib-hog, dlib-cnn (default none; needs the align "
+                  "extra; `fer-bench data align` fills the cache)", False),
     "epochs": ("epochs per cell (default: the profile's, else the model's, else 40)", False),
     "device": ("cpu, cuda, cuda:1 ... (default: cuda when available)", False),
     "results": ("result store folder (default: $FER_BENCH_RESULTS, else ./results)", False),
@@ -168,6 +172,14 @@ def validate_axis(axis: str, values: tuple[Any, ...], *, what: str) -> None:
         for value in values:
             try:
                 registry.get(str(value))
+            except ConfigError as exc:
+                raise ConfigError(f"{what}: {exc}") from None
+    elif axis == "alignment":
+        from fer_bench.data.alignment import check_alignment
+
+        for value in values:
+            try:
+                check_alignment(str(value))
             except ConfigError as exc:
                 raise ConfigError(f"{what}: {exc}") from None
     elif axis == "seed":
@@ -310,6 +322,10 @@ class FerBenchSession:
             from fer_bench.cell import resolve_init
 
             return (resolve_init("scratch"),)
+        if axis == "alignment":
+            from fer_bench.cell import DEFAULT_ALIGNMENT
+
+            return (DEFAULT_ALIGNMENT,)
         return (None,)   # loss: the model's preference
 
     def provenance(self) -> dict[str, Any]:
@@ -477,6 +493,7 @@ fer_seed = _axis_fixture("seed")
 fer_loss = _axis_fixture("loss")
 fer_augmentation = _axis_fixture("augmentation")
 fer_init = _axis_fixture("init")
+fer_alignment = _axis_fixture("alignment")
 
 
 @pytest.fixture(scope="session")
@@ -487,18 +504,28 @@ def fer_settings(pytestconfig: pytest.Config) -> RunSettings:
 
 @pytest.fixture(scope="session")
 def fer_datasets(pytestconfig: pytest.Config) -> Any:
-    """``fer_datasets(rule="study")``: the data cleaned by one cleaning rule ("study",
-    "ferplus-ms": ``fer_bench.data.clean.CLEANING_RULES``) as a ``CleanDataset``; the
-    source is loaded once per session and each rule cleaned once; the profile's fixed
-    seeded subset when it has one (a subset has its own fingerprint)."""
+    """``fer_datasets(rule="study", aligner="none")``: the data cleaned by one cleaning rule
+    ("study", "ferplus-ms": ``fer_bench.data.clean.CLEANING_RULES``) as a ``CleanDataset``;
+    the source is loaded once per session and each rule cleaned once; the profile's fixed
+    seeded subset when it has one (a subset has its own fingerprint). ``aligner`` (a name
+    of ``fer_bench.data.alignment.ALIGNERS``) attaches that aligner's output
+    (``clean.alignment``): it runs, or reads its cache, once per session (on a profile
+    subset, only that subset's rows when the whole source has no cache); a failure (e.g.
+    dlib missing: ``AlignError`` with the install hint) is raised again for every later
+    cell without trying again."""
+    from fer_bench.data.alignment import NO_ALIGNMENT, align_clean, align_source, with_alignment
     from fer_bench.data.cache import load_dataset
     from fer_bench.data.clean import clean, subset
 
     state = session_of(pytestconfig)
     loaded: list[Any] = []
     by_rule: dict[str, Any] = {}
+    subsetted: set[str] = set()
+    sources: dict[str, Any] = {}                  # aligner -> AlignResult of the whole source
+    aligned: dict[tuple[str, str], Any] = {}      # (rule, aligner) -> CleanDataset
+    failed: dict[str, BaseException] = {}         # aligner -> its error
 
-    def dataset(rule: str = "study") -> Any:
+    def dataset(rule: str = "study", aligner: str = NO_ALIGNMENT) -> Any:
         if rule not in by_rule:
             if not loaded:
                 loaded.append(load_dataset(state.settings.data))
@@ -506,11 +533,26 @@ def fer_datasets(pytestconfig: pytest.Config) -> Any:
             profile = state.settings.profile
             if profile.subset is not None and profile.subset < len(data):
                 data = subset(data, profile.subset, seed=profile.subset_seed)
+                subsetted.add(rule)
             by_rule[rule] = data
             state.data_label = data.label
             if rule == "study" or not state.dataset_fingerprint:
                 state.dataset_fingerprint = data.fingerprint
-        return by_rule[rule]
+        if aligner == NO_ALIGNMENT:
+            return by_rule[rule]
+        if (rule, aligner) not in aligned:
+            if aligner in failed:
+                raise failed[aligner]
+            try:
+                if aligner not in sources and rule not in subsetted:
+                    sources[aligner] = align_source(loaded[0], aligner)
+                result = align_clean(loaded[0], by_rule[rule], aligner,
+                                     result=sources.get(aligner), rows_only=True)
+            except Exception as exc:
+                failed[aligner] = exc
+                raise
+            aligned[(rule, aligner)] = with_alignment(by_rule[rule], result)
+        return aligned[(rule, aligner)]
     return dataset
 
 
@@ -532,20 +574,24 @@ def fer_store(pytestconfig: pytest.Config) -> Any:
 @pytest.fixture
 def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, fer_split: str,
              fer_seed: int, fer_loss: str | None, fer_augmentation: str | None, fer_init: Any,
-             fer_datasets: Any, fer_store: Any) -> FerCell:
+             fer_alignment: str, fer_datasets: Any, fer_store: Any) -> FerCell:
     """One cell, ready to ``run(benchmark)``, on the data cleaned by the rule its label
-    treatment and split need; skipped when its model cannot take an axis value (e.g.
-    ``init=imagenet`` for a model without ImageNet weights)."""
+    treatment and split need (with its aligner's output when it has one); skipped when its
+    model cannot take an axis value (e.g. ``init=imagenet`` for a model without ImageNet
+    weights). An aligner that cannot run (dlib or a model file missing) fails the cell
+    with the install hint."""
     from fer_bench.cell import resolve_init
-    from fer_bench.errors import CellSkipped, ConfigError
+    from fer_bench.data.alignment import cell_alignment, parse_cell_alignment
+    from fer_bench.errors import CellSkipped, ConfigError, FerBenchError
     from fer_bench.registry import get_model
     from fer_bench.tasks import cleaning_rule
+    from fer_bench.training.augment import AUGMENTATIONS
     from fer_bench.training.runner import check_init, default_device, resolve_cell, resolve_config
 
     state = session_of(request.config)
     settings = state.settings
     try:
-        fer_dataset = fer_datasets(cleaning_rule(fer_variant, fer_split))
+        rule = cleaning_rule(fer_variant, fer_split)
     except ConfigError as exc:   # e.g. an ms-* label mode on the ordinary split
         pytest.fail(f"fer_bench: {exc}", pytrace=False)
     init = fer_init if hasattr(fer_init, "name") else resolve_init(str(fer_init))
@@ -556,9 +602,17 @@ def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, f
         pytest.skip(str(exc))
     config = resolve_config(spec, epochs=settings.epochs, loss=fer_loss,
                             augmentation=fer_augmentation, init=init.name)
+    try:
+        alignment = cell_alignment(str(fer_alignment),
+                                   landmarks=bool(AUGMENTATIONS.get(config.augmentation).needs))
+        use = parse_cell_alignment(alignment)
+        fer_dataset = fer_datasets(rule, use.aligner if use is not None else "none")
+    except FerBenchError as exc:   # AlignError: dlib or a model file missing
+        pytest.fail(f"fer_bench: {exc}", pytrace=False)
     state.device = settings.device or default_device()
     cell = resolve_cell(spec, variant=fer_variant, split=fer_split, seed=fer_seed, config=config,
-                        dataset_fingerprint=fer_dataset.fingerprint, device=state.device)
+                        dataset_fingerprint=fer_dataset.fingerprint, device=state.device,
+                        alignment=alignment)
     experiment, title = experiment_of(request.node)
     state.experiments.setdefault(experiment, title)
     return FerCell(cell, spec, init.path, fer_dataset, fer_store, state, request.node, experiment)

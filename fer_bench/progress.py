@@ -35,6 +35,17 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{100.0 * value:.1f}%"
 
 
+def _flop_rate(record: Any) -> str:
+    """", training 41.3 TFLOP/s = 4.2% of the H200's ..." (``training.flops.flop_rate_text``),
+    "" for a record without a FLOP count."""
+    if getattr(record, "train_flops_per_image", None) is None:
+        return ""
+    from fer_bench.training.flops import flop_rate_text
+
+    text = flop_rate_text(record)
+    return f", {text}" if text else ""
+
+
 class GridProgress:
     """Status lines for the cells this process runs. All times are wall seconds."""
 
@@ -142,7 +153,8 @@ class GridProgress:
             how = "from store" if from_store else f"{len(record.epoch_times_s)} epochs in {format_duration(wall)}"
             line, markup = (
                 f"{position} {how}: test {_percent(record.acc_honest)} honest, "
-                f"{_percent(record.acc_optimistic)} optimistic | ETA {format_duration(self.eta_seconds())}"
+                f"{_percent(record.acc_optimistic)} optimistic{_flop_rate(record)} | "
+                f"ETA {format_duration(self.eta_seconds())}"
             ), {}
         if self.live:
             self._write(line, final=True, **markup)

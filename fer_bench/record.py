@@ -54,6 +54,8 @@ class CellRecord:
     distributions (None for splits scored on those already).
     ``test_predictions``: base64 uint8 [n_test], predicted class per test image in split order;
     ``test_correct``: base64 packed bits [n_test], tie-aware correctness per test image.
+    ``test_aligned``: base64 packed bits [n_test], the cell's aligner found usable landmarks
+    in the test image (``fer_bench.data.alignment``); "" for a cell without an aligner.
     ``epoch_times_s``: wall seconds of each epoch's training pass (device-synchronised).
     ``peak_memory_bytes``: the cell's own peak memory: CUDA allocated (``memory_kind``
     "cuda"), or on a CPU the peak growth of host RSS over its level when the cell started
@@ -94,6 +96,7 @@ class CellRecord:
     n_test: int = 0
     test_predictions: str = ""
     test_correct: str = ""
+    test_aligned: str = ""
     dataset_label: str = ""                 # "ferplus" | "synthetic"
     dataset_fingerprint: str = ""
     split_fingerprint: str = ""
@@ -146,6 +149,10 @@ class CellRecord:
     def correct(self) -> np.ndarray:
         """Tie-aware correctness per test image, bool [n_test]."""
         return decode_bool(self.test_correct, self.n_test)
+
+    def aligned(self) -> np.ndarray | None:
+        """Per test image, aligned by the cell's aligner: bool [n_test]; None without one."""
+        return decode_bool(self.test_aligned, self.n_test) if self.test_aligned else None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -9,6 +9,12 @@ about and skipped by listings, and asking for it by name raises with its error.
 The design follows lm-evaluation-harness ``api/registry.py`` (one registry type, entry-point
 placeholders, suggestions) and timm ``models/_registry.py`` (lazy listing).
 
+**Families.** A registry may also hold *families*: a name pattern and a builder, for sets
+of entries indexed by parameters written into the name (``adaptive_x1=5_x2=15``). A
+well-formed name that is not registered yet is built on first lookup and registered then
+(``Registry.register_family``); listings show the materialised names and the family's
+template.
+
 A distribution registers a model in its ``pyproject.toml``::
 
     [project.entry-points."fer_bench.models"]
@@ -99,6 +105,17 @@ def instances_of(cls: type, kind: str) -> Callable[[str, Any, Entry], Any]:
     return coerce
 
 
+@dataclass(frozen=True)
+class Family:
+    """A parametric family of a registry (``Registry.register_family``)."""
+
+    template: str
+    pattern: re.Pattern[str]
+    build: Callable[[str, re.Match[str]], Any]
+    description: str = ""
+    builtin: bool = False
+
+
 class Registry(Generic[T]):
     """Names -> objects of one kind, from entry-point group ``group`` and in-process.
 
@@ -115,6 +132,7 @@ class Registry(Generic[T]):
         self._coerce = coerce
         self._error = error
         self._in_process: dict[str, Entry] = {}
+        self._families: dict[str, Family] = {}
 
     # ------------------------------------------------------------ registration
     def register(self, name: str, obj: Any, *, builtin: bool = False) -> T:
@@ -138,6 +156,26 @@ class Registry(Generic[T]):
     def unregister(self, name: str) -> None:
         """Remove an in-process registration (no-op if absent)."""
         self._in_process.pop(name, None)
+
+    def register_family(self, template: str, pattern: str,
+                        build: Callable[[str, re.Match[str]], Any], *,
+                        description: str = "", builtin: bool = False) -> None:
+        """A parametric family of names: any name that ``re.fullmatch``-es ``pattern`` and
+        is not registered otherwise is built by ``build(name, match)`` on first lookup
+        (``get``/``entry``) and registered then (``builtin`` as in ``register``), so
+        ``names()`` lists it from then on. ``template`` is the family's display form
+        (``adaptive_x1=<X1>_x2=<X2>``), shown in listings and unknown-name messages.
+        ``build`` raises this registry's error type for well-formed names with bad
+        parameters (e.g. X1 > X2)."""
+        self._families[template] = Family(template, re.compile(pattern), build, description,
+                                          builtin)
+
+    def families(self) -> list[Family]:
+        """The registered families, by template."""
+        return [self._families[t] for t in sorted(self._families)]
+
+    def _family_of(self, name: str) -> Family | None:
+        return next((f for f in self._families.values() if f.pattern.fullmatch(name)), None)
 
     # ------------------------------------------------------------ discovery
     def _discover(self) -> dict[str, tuple[Entry, importlib.metadata.EntryPoint | None]]:
@@ -205,13 +243,20 @@ class Registry(Generic[T]):
         return len(self._discover())
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self._discover()
+        """True for a registered name and for a well-formed name of a family."""
+        return isinstance(name, str) and (name in self._discover()
+                                          or self._family_of(name) is not None)
 
     def entry(self, name: str) -> Entry:
         """The loaded ``Entry`` of ``name``; raises ``error`` for an unknown or broken name."""
         table = self._discover()
         if name not in table:
-            raise self._error(self.unknown_message(name, list(table)))
+            family = self._family_of(name) if isinstance(name, str) else None
+            if family is None:
+                raise self._error(self.unknown_message(name, list(table)))
+            self.register(name, family.build(name, family.pattern.fullmatch(name)),
+                          builtin=family.builtin)
+            return self._in_process[name]
         entry, ep = table[name]
         if ep is None:
             return entry
@@ -229,7 +274,9 @@ class Registry(Generic[T]):
         return self.entry(name).item
 
     def unknown_message(self, name: str, known: list[str]) -> str:
-        """"unknown <kind> 'x' (<option>); did you mean: a, b?" or the list of valid names."""
+        """"unknown <kind> 'x' (<option>); did you mean: a, b?" or the list of valid names
+        (family templates included)."""
+        known = [*known, *self._families]
         close = sorted(difflib.get_close_matches(str(name), known, n=3, cutoff=0.6),
                        key=lambda c: (-difflib.SequenceMatcher(None, str(name), c).ratio(), c))
         if close:

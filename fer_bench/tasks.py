@@ -5,18 +5,24 @@ targets (label-treatment registry: N-hot, Microsoft's FERPlus modes) and moves u
 and float targets to the device once, so the runner never copies images between host and
 device in training.
 
+A cell with an ``alignment`` (``fer_bench.data.alignment``) takes its images from the
+aligner's output attached to the data (``clean.alignment``) when it trains on aligned
+images, the per-image inclination of its training images as ``train_meta["inclination"]``
+(what the adaptive augmentation sets read) and the "aligned" flags of its test images.
+
 ``cleaning_rule(variant, split)`` is the cleaning rule a cell's data must have: its label
 treatment and its split kind each declare one (``cleaning``); they must agree.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from fer_bench.cell import Cell
+from fer_bench.data.alignment import alignment_for_cell
 from fer_bench.data.schema import CleanDataset
 from fer_bench.data.splits import SPLITS, make_split
 from fer_bench.data.variants import LABELS, training_targets
@@ -35,6 +41,10 @@ class TaskData:
     [M, 8] (host): the full cleaned distributions when ``test_dist`` holds other targets
     (``official-majority``: one-hot majority labels), so the tie-aware accuracy of the
     same predictions is recorded beside (``CellRecord.acc_tie_aware``); else None.
+    ``train_meta``: per-training-image tensors for augmentation sets that read them
+    (``AugmentationSet.needs``): ``inclination`` float32 [T] (degrees, as trained; NaN
+    without landmarks) when the cell has an aligner; else empty. ``test_aligned`` bool [M]
+    (host): the aligner found usable landmarks in the test image (None without aligner).
     """
 
     cell: Cell
@@ -52,6 +62,8 @@ class TaskData:
     n_val: int
     n_test: int
     test_full_dist: np.ndarray | None = None
+    train_meta: dict[str, torch.Tensor] = field(default_factory=dict)
+    test_aligned: np.ndarray | None = None
 
     @property
     def device(self) -> torch.device:
@@ -89,6 +101,8 @@ def build_task_data(clean: CleanDataset, cell: Cell, *,
         raise ConfigError(f"cell {cell.id} needs data cleaned by rule {rule!r}; the data given "
                           f"was cleaned by {clean.cleaning!r} (clean(raw, rule={rule!r}))")
     kind = SPLITS.get(cell.split)
+    alignment, aligned_images = alignment_for_cell(clean, cell.alignment)
+    source = alignment.images if aligned_images else clean.images
     split = make_split(clean, cell.split, cell.seed, cell.recipe.val_fraction)
     train, train_targets = training_targets(clean, cell.variant, split.train, cell.seed)
 
@@ -96,7 +110,7 @@ def build_task_data(clean: CleanDataset, cell: Cell, *,
         return clean.dist[indices] if kind.eval_targets is None else kind.eval_targets(clean, indices)
 
     def images(indices: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(clean.images[indices], dtype=np.uint8)).to(device)
+        return torch.from_numpy(np.ascontiguousarray(source[indices], dtype=np.uint8)).to(device)
 
     def floats(values: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(device)
@@ -118,4 +132,7 @@ def build_task_data(clean: CleanDataset, cell: Cell, *,
         n_test=len(split.test),
         test_full_dist=(None if kind.eval_targets is None
                         else np.ascontiguousarray(clean.dist[split.test], dtype=np.float32)),
+        train_meta=({} if alignment is None else
+                    {"inclination": floats(alignment.inclination_as_trained(aligned_images)[train])}),
+        test_aligned=None if alignment is None else alignment.aligned[split.test].copy(),
     )

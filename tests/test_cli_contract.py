@@ -81,7 +81,7 @@ BAD_INVOCATIONS: list[tuple[str, int, str]] = [
     ("data align --upscale 20", USAGE, "argument --upscale: 20 is not >= 48"),
     # models / list
     ("models --verbose", USAGE, "unrecognized arguments: --verbose"),
-    ("list widgets", USAGE, "argument kind: invalid choice: 'widgets' (choose from 'models', 'losses', 'augmentations', 'splits', 'labels')"),
+    ("list widgets", USAGE, "argument kind: invalid choice: 'widgets' (choose from 'models', 'losses', 'augmentations', 'splits', 'labels', 'aligners')"),
     # run
     ("run --split ordinary", USAGE, "the following arguments are required: --model"),
     ("run --model small_cnn --split ordinary --nhot 9", USAGE, "argument --nhot: 9 is not in 1..8"),

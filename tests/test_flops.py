@@ -118,3 +118,25 @@ def test_run_cell_records_flops_without_changing_the_result(monkeypatch):
     assert uncounted.train_flops_per_image is None
     assert uncounted.train_loss == record.train_loss and uncounted.val_acc == record.val_acc
     assert uncounted.test_predictions == record.test_predictions
+
+
+def test_flop_rate_against_the_bf16_peak():
+    from fer_bench.cell import Cell
+    from fer_bench.record import CellRecord
+    from fer_bench.training.flops import flop_rate_text, peak_bf16_flops
+
+    assert peak_bf16_flops("NVIDIA H200") == ("H200", 989.5e12)
+    assert peak_bf16_flops("NVIDIA H100 PCIe")[0] == "H100 PCIe"
+    assert peak_bf16_flops("NVIDIA A100-SXM4-80GB")[0] == "A100"
+    assert peak_bf16_flops("x86_64") is None
+    cuda = Cell(model="m", variant="nhot-8", split="ordinary", seed=0, recipe=TrainConfig(),
+                device_type="cuda", precision="bf16")
+    record = CellRecord(cell=cuda, device_name="NVIDIA H200", train_flops_per_image=10**9,
+                        train_images_per_s=9900.0)
+    assert flop_rate_text(record) == ("training 9.90 TFLOP/s = 1.0% of the H200's dense bf16 "
+                                      "peak (989.50 TFLOP/s)")
+    cpu = CellRecord(cell=Cell(model="m", variant="nhot-8", split="ordinary", seed=0,
+                               recipe=TrainConfig()),
+                     device_name="x86_64", train_flops_per_image=34_000_000, train_images_per_s=500.0)
+    assert flop_rate_text(cpu) == "training 17.0 GFLOP/s"
+    assert flop_rate_text(CellRecord(cell=cpu.cell)) == ""

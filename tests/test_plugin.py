@@ -301,10 +301,9 @@ def epoch_report(epoch: int, epochs: int = 4, seconds: float = 10.0):
 
 
 def finished_record(cell_id_model: str = "m", status: str = "ok"):
-    from fer_bench.record import CellRecord
-
     from fer_bench.cell import Cell
     from fer_bench.config import TrainConfig
+    from fer_bench.record import CellRecord
 
     cell = Cell(model=cell_id_model, variant="nhot-3", split="complex", seed=0,
                 recipe=TrainConfig(epochs=4))

@@ -143,4 +143,5 @@ def subset(data: CleanDataset, n: int, seed: int = 0) -> CleanDataset:
         raw_report=data.raw_report,
         votes=None if data.votes is None else data.votes[chosen],
         cleaning=data.cleaning,
+        alignment=None if data.alignment is None else data.alignment.take(chosen),
     )

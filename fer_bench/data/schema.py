@@ -7,6 +7,7 @@ produces or consumes these.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -74,6 +75,9 @@ class CleanDataset:
     ``votes`` int32 [M, 10] (``VOTE_COLUMNS``): the raw votes of the kept images, same
     order (Microsoft's label modes need unknown and NF); ``cleaning`` the rule that kept
     them ("study" or "ferplus-ms", see ``fer_bench.data.clean.CLEANING_RULES``).
+    ``alignment``: an aligner's output for these rows (``fer_bench.data.alignment.
+    CleanAlignment``: aligned images, flags, inclination) when attached by
+    ``with_alignment``, else None; ``images`` stay the source images.
     """
 
     images: np.ndarray
@@ -86,6 +90,7 @@ class CleanDataset:
     raw_report: LoadReport
     votes: np.ndarray | None = None
     cleaning: str = "study"
+    alignment: Any = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

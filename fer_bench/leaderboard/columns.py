@@ -45,6 +45,10 @@ EIGHT_TEST_COLUMN = "test (8 vs 1)"
 OPTIMISTIC_COLUMN = "optimistic @ best N"
 #: The N-hot section: the model's literature-protocol accuracy (official-majority, top-1).
 LITERATURE_COLUMN = "literature protocol (official-majority top-1)"
+#: The alignment section (issue 11): split by the aligner's per-test-image flags.
+ALIGNED_COLUMN = "acc aligned faces"
+UNALIGNED_COLUMN = "acc unaligned faces"
+ALIGNED_FLAGS_COLUMN = "aligned flags"
 COST_COLUMNS = ("epoch time (s)", "train img/s", "peak mem (MiB)", "params (M)")
 #: Report Table 2 (4.3.1), at the row's 8-hot cell, averaged over seeds.
 TABLE2_COLUMNS = ("highest test acc (8-hot)", "p75 test acc (8-hot)",
@@ -151,6 +155,20 @@ def _has_literature(rows: Sequence[RowSummary]) -> bool:
     return has_literature(rows)
 
 
+def _alignment(name: str) -> Callable[[RowSummary], str]:
+    def value(row: RowSummary) -> str:
+        from fer_bench.leaderboard import alignment
+
+        return getattr(alignment, name)(row)
+    return value
+
+
+def _has_alignment_flags(rows: Sequence[RowSummary]) -> bool:
+    from fer_bench.leaderboard.alignment import has_flags
+
+    return has_flags(rows)
+
+
 def has_eight_vs_one(rows: Sequence[RowSummary]) -> bool:
     """The 8-hot vs 1-hot columns show when some row has both cells."""
     return any(row.at(1) is not None and row.at(8) is not None for row in rows)
@@ -178,6 +196,13 @@ COLUMNS: list[Column] = [
     *(Column(name, _table2(i), experiments=("augmentation",))
       for i, name in enumerate(TABLE2_COLUMNS)),
     Column(SEEDS_COLUMN, _seeds),
+    # issue 11: honest accuracy on the test faces the aligner aligned / could not align
+    Column(ALIGNED_COLUMN, _alignment("aligned_text"), experiments=("alignment",),
+           when=_has_alignment_flags),
+    Column(UNALIGNED_COLUMN, _alignment("unaligned_text"), experiments=("alignment",),
+           when=_has_alignment_flags),
+    Column(ALIGNED_FLAGS_COLUMN, _alignment("flags_text"), experiments=("alignment",),
+           when=_has_alignment_flags, text=True),
     Column(LITERATURE_COLUMN, _literature_accuracy, experiments=("nhot",), when=_has_literature,
            text=True),
     Column(BEST_COLUMN, lambda row: MISSING if row.best_n is None else str(row.best_n),

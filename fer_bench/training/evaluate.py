@@ -11,7 +11,7 @@ import torch
 from fer_bench import metrics
 from fer_bench.record import CellRecord, encode_bool, encode_uint8
 from fer_bench.registry import logits_of
-from fer_bench.training.augment import to_model_input
+from fer_bench.training.augment import one_thread_for_small, to_model_input
 from fer_bench.training.device import synchronized_time
 
 #: Evaluation batches hold about this many input pixels (1024 images at 48x48).
@@ -93,7 +93,9 @@ def predict(
         x = to_model_input(images[first:first + batch_size], input_size, channels_last)
         probs = torch.softmax(fp32_logits(model, x, amp=amp), dim=1)
         if flip_tta:
-            mirrored = fp32_logits(model, torch.flip(x, dims=[-1]), amp=amp)
+            with one_thread_for_small(x.numel(), device):   # a batch-sized copy (augment.py)
+                x_mirrored = torch.flip(x, dims=[-1])
+            mirrored = fp32_logits(model, x_mirrored, amp=amp)
             probs = 0.5 * (probs + torch.softmax(mirrored, dim=1))
         chunks.append(probs)
     probs = torch.cat(chunks)

@@ -31,7 +31,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fer_bench.config import TrainConfig
 
-__all__ = ["cell_flops", "eval_flops_per_image", "train_flops_per_image"]
+__all__ = ["BF16_PEAK_TFLOPS", "cell_flops", "eval_flops_per_image", "flop_rate_text",
+           "peak_bf16_flops", "train_flops_per_image"]
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +114,43 @@ def cell_flops(model: torch.nn.Module, config: TrainConfig, *, channels_last: bo
         log.info("FLOPs of %s not counted: %s: %s", type(model).__name__, type(exc).__name__, exc)
         return None, None
     return train, evaluate
+
+
+# ----------------------------------------------------------------------------- rates
+#: Dense bf16 tensor-core peaks in TFLOP/s (no structured sparsity; NVIDIA datasheets, the
+#: SXM part where a name covers several), matched as a substring of the CUDA device name,
+#: first match wins (so "H100 PCIe" before "H100", "A100" before "A10").
+BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
+    ("H200 NVL", 835.5), ("H200", 989.5), ("H100 NVL", 835.5), ("H100 PCIe", 756.5),
+    ("H100", 989.5), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10", 125.0),
+)
+
+
+def peak_bf16_flops(device_name: str) -> tuple[str, float] | None:
+    """(matched name, peak FLOP/s) of a CUDA device's dense bf16 tensor cores, None when
+    the device is not in ``BF16_PEAK_TFLOPS``."""
+    for name, tflops in BF16_PEAK_TFLOPS:
+        if name.lower() in device_name.lower():
+            return name, tflops * 1e12
+    return None
+
+
+def _rate(flops_per_s: float) -> str:
+    return (f"{flops_per_s / 1e12:.2f} TFLOP/s" if flops_per_s >= 1e12
+            else f"{flops_per_s / 1e9:.1f} GFLOP/s")
+
+
+def flop_rate_text(record: Any) -> str:
+    """The training FLOP rate of a finished cell (``CellRecord``), "" when not counted:
+    counted FLOPs per image x training images/s (median epoch); on a CUDA device with a
+    known peak, also its share of the dense bf16 peak, e.g. "training 41.3 TFLOP/s = 4.2%
+    of the H200's dense bf16 peak (989.5 TFLOP/s)"."""
+    if not record.train_flops_per_image or not record.train_images_per_s:
+        return ""
+    rate = record.train_flops_per_image * record.train_images_per_s
+    text = f"training {_rate(rate)}"
+    peak = peak_bf16_flops(record.device_name) if record.cell.device_type == "cuda" else None
+    if peak is not None:
+        name, flops = peak
+        text += f" = {100 * rate / flops:.1f}% of the {name}'s dense bf16 peak ({_rate(flops)})"
+    return text

@@ -41,10 +41,15 @@ from fer_bench.cell import Cell, InitChoice, effective_precision, file_sha256, r
 from fer_bench.config import TrainConfig
 from fer_bench.data.variants import LABELS
 from fer_bench.errors import CellFailed, CellSkipped, ConfigError, DataError, ModelError
-from fer_bench.record import CellRecord
+from fer_bench.record import CellRecord, encode_bool
 from fer_bench.registry import ModelSpec, build_model, check_model_output, logits_of
 from fer_bench.tasks import TaskData, build_task_data
-from fer_bench.training.augment import AUGMENTATIONS, check_augmentation, to_model_input
+from fer_bench.training.augment import (
+    AUGMENTATIONS,
+    check_augmentation,
+    select_batch,
+    to_model_input,
+)
 from fer_bench.training.device import (
     CellMemory,
     default_device,
@@ -106,15 +111,23 @@ def resolve_config(spec: ModelSpec, **overrides: Any) -> TrainConfig:
 
 def resolve_cell(spec: ModelSpec, *, variant: str, split: str, seed: int, config: TrainConfig,
                  dataset_fingerprint: str, device: str | torch.device,
-                 amp: bool = True) -> Cell:
-    """The complete identity of ``spec`` trained with ``config`` on this data and device."""
+                 amp: bool = True, alignment: str = "none") -> Cell:
+    """The complete identity of ``spec`` trained with ``config`` on this data and device.
+
+    ``alignment``: the aligner output the cell uses (``data.alignment.cell_alignment``);
+    ``ConfigError`` when the augmentation needs landmarks and it has none."""
+    from fer_bench.data.alignment import parse_cell_alignment
     from fer_bench.data.splits import SPLITS
 
     LABELS.get(variant)
     SPLITS.get(split)
+    if AUGMENTATIONS.get(config.augmentation).needs and parse_cell_alignment(alignment) is None:
+        raise ConfigError(f"augmentation {config.augmentation!r} needs face landmarks: give the "
+                          "cell an aligner (alignment axis, data.alignment.cell_alignment)")
     device_type = torch.device(device).type
     return Cell(model=spec.name, variant=variant, split=split, seed=int(seed), recipe=config,
-                model_release=spec.release or "unregistered", dataset=dataset_fingerprint,
+                model_release=spec.release or "unregistered", alignment=alignment,
+                dataset=dataset_fingerprint,
                 device_type=device_type, precision=effective_precision(device_type, amp))
 
 
@@ -150,6 +163,7 @@ def _new_record(data: TaskData, device: torch.device, profile: str,
         dataset_label=data.dataset_label, dataset_fingerprint=data.dataset_fingerprint,
         split_fingerprint=data.split_fingerprint, init_file=str(init_path or ""),
         profile=profile, versions=package_versions(), started_at=_now(),
+        test_aligned="" if data.test_aligned is None else encode_bool(data.test_aligned),
     )
 
 
@@ -246,11 +260,11 @@ def _train_epoch(run: _Training, images: torch.Tensor, targets: torch.Tensor,
     order = torch.randperm(images.shape[0], generator=run.shuffle, device=device)
     for b in range(n_batches):
         index = order[b * batch_size:(b + 1) * batch_size]
-        batch = images.index_select(0, index)
+        batch = select_batch(images, index)
         if run.online is not None:
             batch = run.online(batch, run.augment_draws)
         x = to_model_input(batch, config.input_size, run.channels_last)
-        y = targets.index_select(0, index)
+        y = select_batch(targets, index)
         # the model's own extra term sees the unsmoothed targets (e.g. MTEN's support head)
         y_loss = y * (1.0 - smoothing) + smoothing / y.shape[1] if smoothing else y
         with autocast_for(device, run.amp):
@@ -302,7 +316,8 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
         model, config, channels_last=channels_last, amp=amp)
 
     augmentation = AUGMENTATIONS.get(config.augmentation)
-    images, targets = augmentation.expand(data.train_images, data.train_targets, seed)
+    images, targets = augmentation.apply(data.train_images, data.train_targets, seed,
+                                         data.train_meta)
     if images.shape[0] < config.batch_size:
         raise ConfigError(f"{images.shape[0]} training images are fewer than one batch of "
                           f"{config.batch_size}; lower batch_size or use more data")
