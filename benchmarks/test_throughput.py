@@ -9,8 +9,9 @@ same way (a seeded ``randperm`` / ``RandomSampler``):
 (a) data pipeline, random mirror + random shift up to 4 px: shuffled, augmented float32
     model-input batches [64, 1, 48, 48] + targets [64, 8] per second. fer_bench: the uint8
     images in one tensor, the runner's batch selection (``augment.select_batch``), its online
-    ``rand_flip_shift4`` (one gather per batch: each image mirrored with p = 1/2 and
-    shifted by its own (dy, dx) in [-4, 4], border pixels repeated) and ``to_model_input``.
+    ``rand_flip_shift4`` (one row select + one column gather per batch: each image mirrored
+    with p = 1/2 and shifted by its own (dy, dx) in [-4, 4], border pixels repeated) and
+    ``to_model_input``.
     Naive: a DataLoader over a Dataset that decodes each PNG with PIL and applies
     torchvision's RandomHorizontalFlip + RandomCrop(48, padding=4, padding_mode="edge")
     (the same flip + shift, border repeated) + ToTensor, with num_workers 0 and 2 (the

@@ -24,7 +24,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from fer_bench.config import DEFAULT_AUGMENTATION, DEFAULT_INIT, DEFAULT_LOSS, TrainConfig
+from fer_bench.config import (
+    DEFAULT_AUGMENTATION,
+    DEFAULT_COMPILE,
+    DEFAULT_INIT,
+    DEFAULT_LOSS,
+    TrainConfig,
+)
 from fer_bench.errors import ConfigError
 
 #: Bump whenever splits, label targets (N-hot, literature modes), metrics, augmentation
@@ -41,6 +47,7 @@ OPTIONAL_AXES: dict[str, tuple[str, str]] = {   # axis -> (id prefix, default)
     "augmentation": ("aug", DEFAULT_AUGMENTATION),
     "init": ("init", DEFAULT_INIT),
     "alignment": ("align", DEFAULT_ALIGNMENT),
+    "compile": ("compile", DEFAULT_COMPILE),
 }
 INIT_CHOICES = ("scratch", "imagenet", "file:PATH")
 PRECISIONS = ("fp32", "bf16")
@@ -138,8 +145,9 @@ class Cell:
 # ----------------------------------------------------------------- the id function
 def axis_token(axis: str, value: Any) -> str:
     """The id text of one axis value: model -> as is; variant ``nhot-3`` -> ``n3`` (other
-    variants as is); split -> as is; seed 0 -> ``s0``; loss/augmentation/init/alignment ->
-    ``loss=pld`` / ``aug=flip_rot20`` / ``init=file-1a2b3c4d`` / ``align=dlib-hog-a7589fb3``."""
+    variants as is); split -> as is; seed 0 -> ``s0``; loss/augmentation/init/alignment/compile
+    -> ``loss=pld`` / ``aug=flip_rot20`` / ``init=file-1a2b3c4d`` / ``align=dlib-hog-a7589fb3``
+    / ``compile=eval``."""
     if axis == "variant":
         match = re.fullmatch(r"nhot-(\d+)", str(value))
         return f"n{match.group(1)}" if match else str(value)
@@ -155,7 +163,7 @@ def axis_token(axis: str, value: Any) -> str:
 
 def cell_id(cell: Cell) -> str:
     """``<model>-<variant>-<split>-s<seed>`` then ``-<axis>=<value>`` for each optional axis
-    (loss, augmentation, init, alignment) whose value is not the default."""
+    (loss, augmentation, init, alignment, compile) whose value is not the default."""
     parts = [axis_token(a, cell.axis(a)) for a in ("model", "variant", "split", "seed")]
     parts += [axis_token(a, cell.axis(a)) for a, (_, default) in OPTIONAL_AXES.items()
               if cell.axis(a) != default]

@@ -156,6 +156,9 @@ def build_parser() -> ArgumentParser:
                      help="cpu, cuda, cuda:N or mps (default: cuda if available)")
     run.add_argument("--results", default=None, metavar="DIR",
                      help="result store folder (default: $FER_BENCH_RESULTS, else ./results)")
+    run.add_argument("--compile", action="store_true",
+                     help="evaluate through torch.compile (compile=eval in the cell's identity; "
+                          "compile seconds recorded apart from epoch time)")
     run.add_argument("--rerun", action="store_true", help="train even if the store has this cell")
     run.add_argument("--json", action="store_true", help="print the record as JSON")
     _add_debug(run)

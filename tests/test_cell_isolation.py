@@ -25,26 +25,20 @@ from fer_bench.training import runner
 from fer_bench.training.device import HOST_RSS_CELL_DELTA, CellMemory
 from fer_bench.training.evaluate import break_low_precision_ties, fp32_logits
 from fer_bench.training.runner import get_or_run_cell, resolve_config, run_cell
-from tests.cells import make_cell, task_for
+from tests.cells import TINY_BATCH, TinyNet, make_cell, task_for, tiny_spec
 
-BATCH = 64
 MIB = 2**20
 
 
-class TinyNet(nn.Module):
-    def __init__(self, num_classes: int = 8, in_chans: int = 1) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_chans, 4, 3, stride=2)
-        self.pool = nn.AdaptiveAvgPool2d(3)
-        self.head = nn.Linear(4 * 9, num_classes)
+class NarrowTinyNet(TinyNet):
+    """``TinyNet`` with 4 convolution channels."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(torch.relu(self.conv(x))).flatten(1))
+    width = 4
 
 
-def spec(name: str, factory=TinyNet, **kwargs) -> ModelSpec:
-    kwargs.setdefault("batch_size", BATCH)
-    return ModelSpec(name=name, factory=factory, lr=3e-3, **kwargs)
+def spec(name: str, factory=NarrowTinyNet, **kwargs) -> ModelSpec:
+    """``tiny_spec`` of ``factory`` (``NarrowTinyNet`` unless given)."""
+    return tiny_spec(name, factory, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -54,11 +48,11 @@ def data():
 
 
 def batches_per_epoch(data) -> int:
-    return task_for(spec("tiny"), data).n_train // BATCH
+    return task_for(spec("tiny"), data).n_train // TINY_BATCH
 
 
 def failing_in_epoch_2(n_batches: int):
-    class FailsInEpoch2(TinyNet):
+    class FailsInEpoch2(NarrowTinyNet):
         training_calls = 0
 
         def forward(self, x):
@@ -96,7 +90,7 @@ def test_runtime_error_in_epoch_2_is_a_failed_record_and_the_grid_goes_on(data, 
 
 
 def test_exception_in_evaluation_names_the_stage(data):
-    class EvalBoom(TinyNet):
+    class EvalBoom(NarrowTinyNet):
         trained = False
 
         def forward(self, x):
@@ -126,7 +120,7 @@ def test_exception_while_building_names_the_stage(data, monkeypatch):
 
 
 def test_keyboard_interrupt_stops_the_run_and_keeps_finished_cells(data, tmp_path):
-    class Interrupted(TinyNet):
+    class Interrupted(NarrowTinyNet):
         def forward(self, x):
             if self.training:
                 raise KeyboardInterrupt
@@ -153,7 +147,7 @@ def test_bad_configuration_still_raises(data):
 HUNGRY_MIB = 192
 
 
-class Hungry(TinyNet):
+class Hungry(NarrowTinyNet):
     """Touches a HUNGRY_MIB scratch buffer in every training step (freed after it)."""
 
     def forward(self, x):

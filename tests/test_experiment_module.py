@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+from tests.cells import run_benchmark_module
+
 pytest_plugins = ["pytester"]
 
 EXPERIMENT = '''
@@ -46,11 +48,7 @@ def test_my_loss(fer_cell, benchmark):
 
 
 def test_one_file_experiment_with_its_own_loss_reaches_the_leaderboard(pytester, tmp_path):
-    pytester.makepyfile(test_my_experiment=EXPERIMENT)
-    out = tmp_path / "results.json"
-    result = pytester.runpytest_subprocess(
-        "--fer-profile", "smoke", "--fer-epochs", "1", "--fer-results", str(tmp_path / "store"),
-        "--benchmark-json", str(out), "-p", "no:cacheprovider", "-q")
+    result, out = run_benchmark_module(pytester, tmp_path, test_my_experiment=EXPERIMENT)
     result.assert_outcomes(passed=4)
     ids = sorted(entry["param"] for entry in json.loads(out.read_text())["benchmarks"])
     assert ids == ["exp_tiny-n1-ordinary-s0-loss=half_mse", "exp_tiny-n1-ordinary-s0-loss=mse",

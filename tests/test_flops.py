@@ -9,11 +9,10 @@ from torch import nn
 from fer_bench.config import TrainConfig
 from fer_bench.data.clean import clean, subset
 from fer_bench.data.synthetic import make_synthetic
-from fer_bench.registry import ModelSpec
 from fer_bench.training import runner
 from fer_bench.training.flops import cell_flops, eval_flops_per_image, train_flops_per_image
 from fer_bench.training.runner import resolve_config, run_cell
-from tests.cells import task_for
+from tests.cells import task_for, tiny_spec
 
 SIDE = 4                     # input side: a [B, 1, 4, 4] image is 16 numbers
 IN, HIDDEN, OUT = SIDE * SIDE, 12, 8
@@ -91,20 +90,9 @@ def test_cell_flops_follows_the_recipe_and_never_raises():
     assert cell_flops(model, TrainConfig(input_size=SIDE + 1), channels_last=False) == (None, None)
 
 
-class Tiny(nn.Module):
-    def __init__(self, num_classes: int = 8, in_chans: int = 1) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_chans, 6, 3, stride=2)
-        self.pool = nn.AdaptiveAvgPool2d(3)
-        self.head = nn.Linear(6 * 9, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(torch.relu(self.conv(x))).flatten(1))
-
-
 def test_run_cell_records_flops_without_changing_the_result(monkeypatch):
     data = subset(clean(make_synthetic(600, seed=1)), 400, seed=0)
-    spec = ModelSpec(name="tiny", factory=Tiny, batch_size=32, lr=3e-3, epochs=1)
+    spec = tiny_spec(batch_size=32, epochs=1)            # TinyNet: 6 channels
     config = resolve_config(spec, tta="flip")
     record = run_cell(spec, task_for(spec, data, config=config), device="cpu")
     assert record.status == "ok", record.error

@@ -11,6 +11,7 @@ disgust, fear, contempt, unknown, NF. "total" is the vote sum after outlier remo
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 import numpy as np
 import pytest
@@ -32,6 +33,7 @@ from fer_bench.data.splits import make_split
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.data.variants import training_targets
 from fer_bench.errors import DataError
+from tests.cells import add_array_to_digest
 
 K, N, R, U = KEPT, NOTHING_LEFT, REJECTED, NOT_AN_EMOTION
 NEU, HAP, SUR, SAD, ANG = 0, 1, 2, 3, 4
@@ -200,11 +202,7 @@ LITERATURE_DIGEST = "f6e39fad74b38a38f0d22e0dcf264f2a8192e729a1201d5d7a790278a94
 def literature_outputs() -> str:
     digest = hashlib.sha256()
 
-    def add(array) -> None:
-        data = np.ascontiguousarray(np.asarray(array))
-        if data.dtype.kind == "f":
-            data = np.round(data.astype(np.float64), 6)
-        digest.update(str(data.dtype).encode() + str(data.shape).encode() + data.tobytes())
+    add = partial(add_array_to_digest, digest)
 
     data = clean(make_synthetic(600, seed=0), "ferplus-ms")
     digest.update(data.fingerprint.encode())

@@ -20,6 +20,7 @@ from fer_bench.leaderboard.columns import LITERATURE_COLUMN
 from fer_bench.leaderboard.literature import THEIRS_COLUMN, literature_frame
 from fer_bench.leaderboard.markdown import render_markdown
 from fer_bench.leaderboard.table import build_sections
+from tests.cells import run_benchmark_module
 from tests.test_leaderboard_support import make_record
 
 pytest_plugins = ["pytester"]
@@ -167,11 +168,7 @@ def test_mismatch(fer_cell, benchmark):
 
 
 def test_literature_cells_through_the_plugin(pytester, tmp_path):
-    pytester.makepyfile(test_lit_module=MODULE)
-    out = tmp_path / "results.json"
-    result = pytester.runpytest_subprocess(
-        "--fer-profile", "smoke", "--fer-epochs", "1", "--fer-results", str(tmp_path / "store"),
-        "--benchmark-json", str(out), "-p", "no:cacheprovider", "-q")
+    result, out = run_benchmark_module(pytester, tmp_path, test_lit_module=MODULE)
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*label treatment 'ms-majority' needs data cleaned by rule "
                                  "'ferplus-ms', split 'ordinary' by rule 'study'*"])

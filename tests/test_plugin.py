@@ -24,6 +24,7 @@ import fer_bench.training.runner  # noqa: F401
 from fer_bench.data.schema import USAGE_FOLDERS, USAGES, VOTE_COLUMNS
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.plugin import feed_epoch_times
+from tests.cells import BASE_ARGS
 
 pytest_plugins = ["pytester"]
 
@@ -77,10 +78,6 @@ def test_grid(fer_cell, benchmark):
     record = fer_cell.run(benchmark)
     assert len(record.epoch_times_s) == record.epochs == fer_cell.config.epochs
 """
-# Fast: in-process runs without plugins that would import large packages afresh each time.
-# The rewrite warning is an artefact of running pytest inside pytest (fer_bench is imported).
-BASE_ARGS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-             "-W", "ignore::pytest.PytestAssertRewriteWarning")
 
 
 def write_ferplus_folder(root: Path, n: int = 700) -> Path:
@@ -233,6 +230,7 @@ def test_feed_epoch_times_uses_pytest_benchmark_internals(pytester):
     """Breaks when pytest-benchmark changes the private API ``feed_epoch_times`` relies on."""
     pytester.makepyfile(test_feed="""
 from fer_bench.plugin import feed_epoch_times
+from tests.cells import BASE_ARGS
 
 def test_feed(benchmark):
     assert feed_epoch_times(benchmark, [0.5, 0.25, 1.0]) is (benchmark.enabled)

@@ -10,6 +10,7 @@ digest of an existing version).
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from fer_bench.data.variants import training_targets
 from fer_bench.training.augment import AUGMENTATIONS
 from fer_bench.training.losses import draw_one_hot
 from fer_bench.training.runner import training_generators
+from tests.cells import add_array_to_digest
 
 #: What the digest covers. A new split kind, label treatment or augmentation set adds its
 #: name here (and a new digest under the current or a bumped version): registering one never
@@ -41,11 +43,7 @@ def protocol_outputs() -> str:
     """sha256 over every protocol output on a fixed synthetic set (see the module docstring)."""
     digest = hashlib.sha256()
 
-    def add(array) -> None:
-        data = np.ascontiguousarray(np.asarray(array))
-        if data.dtype.kind == "f":
-            data = np.round(data.astype(np.float64), 6)
-        digest.update(str(data.dtype).encode() + str(data.shape).encode() + data.tobytes())
+    add = partial(add_array_to_digest, digest)
 
     data = clean(make_synthetic(600, seed=0))
     add(data.dist)

@@ -8,7 +8,6 @@ from datetime import datetime
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from fer_bench import metrics
 from fer_bench.config import TrainConfig
@@ -18,28 +17,7 @@ from fer_bench.record import CellRecord
 from fer_bench.registry import ModelSpec
 from fer_bench.tasks import build_task_data
 from fer_bench.training.runner import EpochReport, resolve_config, run_cell
-from tests.cells import make_cell, rebind
-
-BATCH = 64
-
-
-class TinyNet(nn.Module):
-    """A few hundred parameters: fast enough for unit tests, still learns something."""
-
-    def __init__(self, num_classes: int = 8, in_chans: int = 1) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_chans, 6, 3, stride=2)
-        self.pool = nn.AdaptiveAvgPool2d(3)
-        self.head = nn.Linear(6 * 9, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(torch.relu(self.conv(x))).flatten(1))
-
-
-def tiny_spec(name: str = "tiny", factory=TinyNet, **kwargs) -> ModelSpec:
-    kwargs.setdefault("batch_size", BATCH)
-    kwargs.setdefault("lr", 3e-3)
-    return ModelSpec(name=name, factory=factory, **kwargs)
+from tests.cells import TINY_BATCH, TinyNet, make_cell, rebind, tiny_spec
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +77,7 @@ def test_record_holds_every_field(two_epoch_record, task_data):
     assert record.dataset_fingerprint == task_data.dataset_fingerprint
     assert record.split_fingerprint == task_data.split_fingerprint
     assert record.config == config.to_dict() and record.cell == task_data.cell.with_axes(recipe=config)
-    assert record.config["lr"] == 3e-3 and record.config["batch_size"] == BATCH
+    assert record.config["lr"] == 3e-3 and record.config["batch_size"] == TINY_BATCH
     assert record.profile == "unit"
     assert set(record.versions) == {"fer_bench", "torch", "timm", "numpy", "python"}
     assert datetime.fromisoformat(record.started_at) <= datetime.fromisoformat(record.finished_at)
@@ -140,14 +118,14 @@ def test_pld_with_rotation_augmentation_trains_four_times_the_images(task_data):
     config = resolve_config(tiny_spec(), epochs=1, loss="pld", augmentation="flip_rot20")
     record = run_cell(tiny_spec(), rebind(task_data, tiny_spec(), config))
     assert record.status == "ok", record.error
-    batches = (4 * task_data.n_train) // BATCH
-    assert record.train_images_per_s * record.epoch_times_s[0] == pytest.approx(batches * BATCH)
+    batches = (4 * task_data.n_train) // TINY_BATCH
+    assert record.train_images_per_s * record.epoch_times_s[0] == pytest.approx(batches * TINY_BATCH)
 
 
 def test_resolve_config_precedence():
     spec = tiny_spec(epochs=7, loss="cce", input_size=64)
     config = resolve_config(spec, epochs=3, augmentation=None)
-    assert (config.epochs, config.lr, config.batch_size, config.loss, config.input_size) == (3, 3e-3, BATCH, "cce", 64)
+    assert (config.epochs, config.lr, config.batch_size, config.loss, config.input_size) == (3, 3e-3, TINY_BATCH, "cce", 64)
     assert config.augmentation == "none" and TrainConfig().lr == 1e-4
     assert resolve_config(ModelSpec(name="plain", factory=TinyNet)) == TrainConfig()
     with pytest.raises(ValueError, match="unknown loss"):
@@ -208,7 +186,7 @@ def test_model_failures_become_failed_records(task_data, factory, name, expected
 
 
 def test_nan_in_second_epoch_keeps_the_first(task_data):
-    batches_per_epoch = task_data.n_train // BATCH
+    batches_per_epoch = task_data.n_train // TINY_BATCH
 
     class LateNaN(TurnsNaNNet):
         def forward(self, x):
@@ -249,7 +227,7 @@ def test_counts_training_batches_and_pld_redraws_every_epoch(task_data, monkeypa
 
         def forward(self, x):
             if self.training:
-                type(self).training_batches += x.shape[0] == BATCH
+                type(self).training_batches += x.shape[0] == TINY_BATCH
             return super().forward(x)
 
     draws = []
@@ -264,7 +242,7 @@ def test_counts_training_batches_and_pld_redraws_every_epoch(task_data, monkeypa
     config = resolve_config(tiny_spec(), epochs=2, loss="pld", augmentation="flip_rot20")
     record = run_cell(tiny_spec("counter", CountingNet), rebind(task_data, tiny_spec("counter", CountingNet), config))
     assert record.status == "ok", record.error
-    assert CountingNet.training_batches == 2 * ((4 * task_data.n_train) // BATCH)
+    assert CountingNet.training_batches == 2 * ((4 * task_data.n_train) // TINY_BATCH)
     assert len(draws) == 2 and not torch.equal(draws[0], draws[1])
     assert all(bool((d.sum(dim=1) == 1).all()) and set(d.unique().tolist()) == {0.0, 1.0} for d in draws)
 

@@ -7,7 +7,6 @@ import json
 from dataclasses import replace
 
 import pytest
-from torch import nn
 
 from fer_bench.cell import PROTOCOL_VERSION, Cell
 from fer_bench.config import TrainConfig
@@ -18,7 +17,7 @@ from fer_bench.registry import ModelSpec
 from fer_bench.store import ResultStore, default_root
 from fer_bench.training import runner
 from fer_bench.training.runner import get_or_run_cell, resolve_config
-from tests.cells import make_cell
+from tests.cells import BuildCountingNet, make_cell
 
 CELL = Cell(model="vgg16", variant="nhot-3", split="complex", seed=0,
             recipe=TrainConfig(epochs=2), model_release="fer-baselines==0.1.0",
@@ -136,19 +135,7 @@ def test_record_of_an_older_schema_is_a_silent_miss(tmp_path):
 
 # ---- get_or_run_cell -------------------------------------------------------------------
 
-class CountingNet(nn.Module):
-    built = 0
-
-    def __init__(self, num_classes: int = 8, in_chans: int = 1) -> None:
-        super().__init__()
-        CountingNet.built += 1
-        self.head = nn.Linear(in_chans * 12 * 12, num_classes)
-
-    def forward(self, x):
-        return self.head(nn.functional.avg_pool2d(x, 4).flatten(1))
-
-
-class BrokenNet(CountingNet):
+class BrokenNet(BuildCountingNet):
     def forward(self, x):
         raise RuntimeError("broken on purpose")
 
@@ -160,12 +147,12 @@ def synthetic_clean():
 
 def test_second_call_comes_from_store_without_building_data(tmp_path, synthetic_clean, monkeypatch):
     store = ResultStore(tmp_path)
-    spec = ModelSpec(name="counter", factory=CountingNet, batch_size=32)
+    spec = ModelSpec(name="counter", factory=BuildCountingNet, batch_size=32)
     config = resolve_config(spec, epochs=1)
     cell = make_cell(spec, synthetic_clean, nhot=2, config=config)
-    CountingNet.built = 0
+    BuildCountingNet.built = 0
     first, from_store = get_or_run_cell(store, spec, synthetic_clean, cell, device="cpu")
-    assert (first.status, from_store, CountingNet.built) == ("ok", False, 1)
+    assert (first.status, from_store, BuildCountingNet.built) == ("ok", False, 1)
     assert store.get(cell) == first
 
     def no_data(*args, **kwargs):
@@ -174,10 +161,10 @@ def test_second_call_comes_from_store_without_building_data(tmp_path, synthetic_
     with monkeypatch.context() as patch:
         patch.setattr(runner, "build_task_data", no_data)
         again, from_store = get_or_run_cell(store, spec, synthetic_clean, cell)
-    assert from_store and again == first and CountingNet.built == 1
+    assert from_store and again == first and BuildCountingNet.built == 1
 
     rerun, from_store = get_or_run_cell(store, spec, synthetic_clean, cell, rerun=True)
-    assert not from_store and CountingNet.built == 2
+    assert not from_store and BuildCountingNet.built == 2
     assert rerun.test_predictions == first.test_predictions              # same cell, same device
 
     # a corrupt file is set aside and the cell retrained
@@ -185,7 +172,7 @@ def test_second_call_comes_from_store_without_building_data(tmp_path, synthetic_
     path.write_text(path.read_text()[:100])
     with pytest.warns(UserWarning, match="unreadable"):
         healed, from_store = get_or_run_cell(store, spec, synthetic_clean, cell)
-    assert not from_store and healed.status == "ok" and CountingNet.built == 3
+    assert not from_store and healed.status == "ok" and BuildCountingNet.built == 3
     assert json.loads(path.read_text())["status"] == "ok"
 
 
@@ -194,40 +181,40 @@ def test_failed_cells_are_stored_but_retried(tmp_path, synthetic_clean):
     spec = ModelSpec(name="broken", factory=BrokenNet, batch_size=32)
     config = resolve_config(spec, epochs=1)
     cell = make_cell(spec, synthetic_clean, nhot=1, split="complex", config=config)
-    CountingNet.built = 0
+    BuildCountingNet.built = 0
     record, from_store = get_or_run_cell(store, spec, synthetic_clean, cell)
     assert record.status == "failed" and "broken on purpose" in record.error and not from_store
     assert store.get(cell).status == "failed"
     again, from_store = get_or_run_cell(store, spec, synthetic_clean, cell)
-    assert not from_store and CountingNet.built == 2 and again.status == "failed"
+    assert not from_store and BuildCountingNet.built == 2 and again.status == "failed"
 
 
 def test_protocol_version_change_retrains(tmp_path, synthetic_clean, monkeypatch):
     store = ResultStore(tmp_path)
-    spec = ModelSpec(name="counter", factory=CountingNet, batch_size=32)
+    spec = ModelSpec(name="counter", factory=BuildCountingNet, batch_size=32)
     cell = make_cell(spec, synthetic_clean, config=resolve_config(spec, epochs=1))
-    CountingNet.built = 0
+    BuildCountingNet.built = 0
     get_or_run_cell(store, spec, synthetic_clean, cell)
     assert get_or_run_cell(store, spec, synthetic_clean, cell)[1] is True
     bumped = replace(cell, protocol=cell.protocol + 1)      # what a bumped PROTOCOL_VERSION builds
     record, from_store = get_or_run_cell(store, spec, synthetic_clean, bumped)
-    assert not from_store and CountingNet.built == 2 and record.cell.protocol == cell.protocol + 1
+    assert not from_store and BuildCountingNet.built == 2 and record.cell.protocol == cell.protocol + 1
 
 
 def test_model_names_that_sanitise_alike_both_train(tmp_path, synthetic_clean):
     store = ResultStore(tmp_path)
-    CountingNet.built = 0
+    BuildCountingNet.built = 0
     for name in ("vgg16_", "vgg16"):
-        spec = ModelSpec(name=name, factory=CountingNet, batch_size=32)
+        spec = ModelSpec(name=name, factory=BuildCountingNet, batch_size=32)
         cell = make_cell(spec, synthetic_clean, config=resolve_config(spec, epochs=1))
         record, from_store = get_or_run_cell(store, spec, synthetic_clean, cell)
         assert not from_store and record.model == name
-    assert CountingNet.built == 2 and len(store.records()) == 2
+    assert BuildCountingNet.built == 2 and len(store.records()) == 2
 
 
 def test_subset_and_full_data_are_different_cells(tmp_path, synthetic_clean):
     store = ResultStore(tmp_path)
-    spec = ModelSpec(name="counter", factory=CountingNet, batch_size=32)
+    spec = ModelSpec(name="counter", factory=BuildCountingNet, batch_size=32)
     config = resolve_config(spec, epochs=1)
     small = subset(synthetic_clean, 600, seed=0)
     full_cell = make_cell(spec, synthetic_clean, config=config)

@@ -18,7 +18,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-from torch import nn
 
 from fer_bench import claims
 from fer_bench.claims import ClaimSettings, ClaimTimeout, acquire, read_claim
@@ -29,7 +28,7 @@ from fer_bench.registry import ModelSpec
 from fer_bench.store import ResultStore
 from fer_bench.training.runner import get_or_run_cell, resolve_config
 from tests import launch_grid
-from tests.cells import make_cell
+from tests.cells import BuildCountingNet, make_cell
 
 FAST = ClaimSettings(stale_after_s=2.0, wait_s=20.0, poll_s=0.02)
 
@@ -148,18 +147,6 @@ def test_one_holder_at_a_time_when_many_race_for_a_stale_claim(tmp_path):
 
 
 # ---------------------------------------------------------------- get_or_run_cell under claims
-class CountingNet(nn.Module):
-    built = 0
-
-    def __init__(self, num_classes: int = 8, in_chans: int = 1) -> None:
-        super().__init__()
-        CountingNet.built += 1
-        self.head = nn.Linear(in_chans * 12 * 12, num_classes)
-
-    def forward(self, x):
-        return self.head(nn.functional.avg_pool2d(x, 4).flatten(1))
-
-
 @pytest.fixture(scope="module")
 def small_clean():
     return clean(make_synthetic(900, seed=0))
@@ -167,9 +154,9 @@ def small_clean():
 
 @pytest.fixture
 def spec_and_cell(small_clean):
-    spec = ModelSpec(name="claimed", factory=CountingNet, batch_size=32)
+    spec = ModelSpec(name="claimed", factory=BuildCountingNet, batch_size=32)
     cell = make_cell(spec, small_clean, config=resolve_config(spec, epochs=1))
-    CountingNet.built = 0
+    BuildCountingNet.built = 0
     return spec, cell
 
 
@@ -177,7 +164,7 @@ def test_a_claimed_cell_is_waited_for_and_read_not_trained(tmp_path, small_clean
     spec, cell = spec_and_cell
     store = ResultStore(tmp_path, claims=FAST)
     trained, _ = get_or_run_cell(ResultStore(tmp_path / "elsewhere"), spec, small_clean, cell)
-    CountingNet.built = 0
+    BuildCountingNet.built = 0
     holding = threading.Event()
 
     def other_process() -> None:            # holds the claim, "trains" 1 s, writes the record
@@ -194,7 +181,7 @@ def test_a_claimed_cell_is_waited_for_and_read_not_trained(tmp_path, small_clean
     record, from_store = get_or_run_cell(store, spec, small_clean, cell)
     other.join()
     assert time.monotonic() - start > 0.5                  # it waited
-    assert from_store and record == trained and CountingNet.built == 0
+    assert from_store and record == trained and BuildCountingNet.built == 0
     assert not store.claim_path(cell).exists() and store.claims() == []
 
 
@@ -203,7 +190,7 @@ def test_a_failure_written_while_waiting_is_returned_not_retrained(tmp_path, sma
     store = ResultStore(tmp_path, claims=FAST)
     failed, _ = get_or_run_cell(ResultStore(tmp_path / "elsewhere"), spec, small_clean, cell)
     failed.status, failed.error = "failed", "NaN loss at epoch 1"
-    CountingNet.built = 0
+    BuildCountingNet.built = 0
     holding = threading.Event()
 
     def other_process() -> None:
@@ -217,10 +204,10 @@ def test_a_failure_written_while_waiting_is_returned_not_retrained(tmp_path, sma
     holding.wait(10)
     record, from_store = get_or_run_cell(store, spec, small_clean, cell, rerun=True)
     other.join()
-    assert from_store and record.status == "failed" and CountingNet.built == 0
+    assert from_store and record.status == "failed" and BuildCountingNet.built == 0
     # ... and a later call (nobody holds it now) retries the failed cell as before
     record, from_store = get_or_run_cell(store, spec, small_clean, cell)
-    assert not from_store and record.status == "ok" and CountingNet.built == 1
+    assert not from_store and record.status == "ok" and BuildCountingNet.built == 1
 
 
 def test_claim_is_released_when_training_raises(tmp_path, small_clean, spec_and_cell, monkeypatch):
@@ -257,7 +244,7 @@ def test_stale_claim_after_kill_9_is_taken_over(tmp_path, small_clean, spec_and_
     assert info.pid == holder.pid and "is gone" in info.stale_reason(store.claim_settings)
     with pytest.warns(UserWarning, match=f"process {holder.pid} on .* is gone"):
         record, from_store = get_or_run_cell(store, spec, small_clean, cell)
-    assert not from_store and record.status == "ok" and CountingNet.built == 1
+    assert not from_store and record.status == "ok" and BuildCountingNet.built == 1
     assert store.claims() == [] and store.get(cell) == record
 
 

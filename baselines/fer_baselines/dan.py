@@ -74,9 +74,9 @@ from fer_baselines.study_common import (
     output_part,
     refuse_pretrained,
     resnet18_trunk,
+    study_spec,
 )
 from fer_bench.errors import ModelError
-from fer_bench.registry import ModelSpec
 
 NAME = "dan"
 NUM_HEADS = 4
@@ -214,14 +214,9 @@ def create_dan(num_classes: int = 8, in_chans: int = 1, pretrained: bool = False
     return DistractAttentionNet(num_classes=num_classes, in_chans=in_chans)
 
 
-dan = ModelSpec(
-    name=NAME,
-    factory=create_dan,
-    input_size=48,
+dan = study_spec(
+    NAME, create_dan, dan_extra_loss,
+    "DAN (Wen et al.): ResNet-18 (stride-8 stem, 6x6 map at 48px) + 4 "
+    "cross-attention heads, affinity + partition losses; from scratch",
     epochs=60,
-    extra_loss=dan_extra_loss,
-    pretrained_available=False,
-    description="DAN (Wen et al.): ResNet-18 (stride-8 stem, 6x6 map at 48px) + 4 "
-                "cross-attention heads, affinity + partition losses; from scratch",
-    tags=("study",),
 )

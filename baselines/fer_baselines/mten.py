@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fer_baselines.classic import create_timm_baseline
-from fer_baselines.study_common import output_part, refuse_pretrained
+from fer_baselines.study_common import output_part, refuse_pretrained, study_spec
 from fer_bench.errors import ModelError
 from fer_bench.registry import ModelSpec
 
@@ -113,15 +113,10 @@ def _factory(name: str):
 
 
 def _spec(name: str, title: str) -> ModelSpec:
-    return ModelSpec(
-        name=name,
-        factory=_factory(name),
-        input_size=48,
-        extra_loss=mten_extra_loss,
-        pretrained_available=False,
-        description=f"MTEN (HSEmotion multi-task {title}, stem stride 1): 8 emotions + an "
-                    f"auxiliary head regressing the target's entropy and support; from scratch",
-        tags=("study",),
+    return study_spec(
+        name, _factory(name), mten_extra_loss,
+        f"MTEN (HSEmotion multi-task {title}, stem stride 1): 8 emotions + an "
+        f"auxiliary head regressing the target's entropy and support; from scratch",
     )
 
 

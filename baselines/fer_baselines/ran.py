@@ -70,9 +70,9 @@ from fer_baselines.study_common import (
     output_part,
     refuse_pretrained,
     resnet18_trunk,
+    study_spec,
 )
 from fer_bench.errors import ModelError
-from fer_bench.registry import ModelSpec
 
 NAME = "ran"
 REGION_MARGIN = 0.1
@@ -203,13 +203,8 @@ def create_ran(num_classes: int = 8, in_chans: int = 1, pretrained: bool = False
     return RegionAttentionNet(num_classes=num_classes, in_chans=in_chans, input_size=input_size)
 
 
-ran = ModelSpec(
-    name=NAME,
-    factory=create_ran,
-    input_size=48,
-    extra_loss=ran_extra_loss,
-    pretrained_available=False,
-    description="RAN (Wang et al. 2020): shared ResNet-18 over the face + 5 crops, "
-                "self/relation attention, region-biased loss; from scratch",
-    tags=("study",),
+ran = study_spec(
+    NAME, create_ran, ran_extra_loss,
+    "RAN (Wang et al. 2020): shared ResNet-18 over the face + 5 crops, "
+    "self/relation attention, region-biased loss; from scratch",
 )

@@ -7,10 +7,13 @@
   the model when it is missing (an ``extra_loss`` handed the wrong outputs).
 * ``refuse_pretrained``: these models ship no weights; ``init=file:...`` is the way to
   start from a local checkpoint (the core loads it into the built model).
+* ``study_spec``: the ``ModelSpec`` every one of them declares (48x48 input, no bundled
+  weights, an ``extra_loss``, tagged ``study``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import timm
@@ -18,6 +21,7 @@ import torch
 from torch import nn
 
 from fer_bench.errors import ModelError
+from fer_bench.registry import ModelSpec
 
 RESNET18_FEATURES = 512
 
@@ -52,3 +56,11 @@ def refuse_pretrained(model_name: str, pretrained: bool) -> None:
         raise ModelError(f"model {model_name!r}: no pretrained weights are bundled (the "
                          f"study's face-ID checkpoints are not reachable); train from "
                          f"scratch or start from a local state dict with init=file:PATH")
+
+
+def study_spec(name: str, factory: Callable[..., nn.Module], extra_loss: Callable[..., torch.Tensor],
+               description: str, **preferences: Any) -> ModelSpec:
+    """A study model's ``ModelSpec``: 48x48 input, no bundled weights, tagged ``study``."""
+    return ModelSpec(name=name, factory=factory, input_size=48, extra_loss=extra_loss,
+                     pretrained_available=False, description=description, tags=("study",),
+                     **preferences)

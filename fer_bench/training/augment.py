@@ -341,9 +341,11 @@ def random_flip_shift(batch: torch.Tensor, max_shift: int, generator: torch.Gene
     """Each image of uint8 [B, H, W] mirrored with probability 1/2 and translated by an
     integer (dy, dx) drawn uniformly from [-max_shift, max_shift] (border pixels repeated).
 
-    One ``take`` over the whole batch: a flat source index per output pixel, built from
-    row/column index maps per image, no Python loop (about twice as fast on a CPU as
-    indexing with three broadcast index tensors, same result).
+    Two copies over the whole batch, no Python loop: the rows of every image picked by one
+    ``index_select`` (a row map per image), then its columns by one ``gather`` with a
+    per-image column map (mirror + shift) broadcast over the rows. On a CPU this is about
+    twice as fast as one ``take`` with a flat per-pixel source index (which needs an int64
+    index as large as the batch), with the same result.
     """
     count, height, width = batch.shape
     device = batch.device
@@ -355,8 +357,9 @@ def random_flip_shift(batch: torch.Tensor, max_shift: int, generator: torch.Gene
         cols = torch.where(flip[:, None], width - 1 - cols, cols)
         cols = (cols - shifts[1][:, None]).clamp_(0, width - 1)
         first_row = torch.arange(count, device=device)[:, None] * height + rows     # [B, H]
-        source = (first_row * width)[:, :, None] + cols[:, None, :]                 # [B, H, W]
-        return batch.reshape(-1).take(source)
+        shifted = batch.reshape(count * height, width).index_select(0, first_row.reshape(-1))
+        return shifted.reshape(count, height, width).gather(
+            2, cols[:, None, :].expand(count, height, width))
 
 
 def _register_online_sets() -> None:

@@ -147,7 +147,8 @@ def run_command(args: Any) -> int:
     if args.augmentation is not None:
         _as_option_error("--augmentation", check_augmentation, args.augmentation)
     config = resolve_config(spec, epochs=args.epochs, loss=args.loss,
-                            augmentation=args.augmentation, init=init.name)
+                            augmentation=args.augmentation, init=init.name,
+                            compile="eval" if args.compile else None)
     variant = args.variant or nhot_variant(args.nhot if args.nhot is not None else 8)
     _as_option_error("--variant" if args.variant else "--nhot", LABELS.get, variant)
     _as_option_error("--split", SPLITS.get, args.split)

@@ -20,6 +20,7 @@ import torch
 
 from fer_bench.config import TrainConfig
 from fer_bench.errors import ConfigError
+from fer_bench.training.compiled import COMPILE_CHOICES
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine")
@@ -35,6 +36,8 @@ def check_recipe(config: TrainConfig) -> None:
         raise ConfigError(f"warmup must be a share of the steps in [0, 1), got {config.warmup}")
     if not 0.0 <= config.ema < 1.0:
         raise ConfigError(f"ema must be a decay in [0, 1), got {config.ema}")
+    if config.compile not in COMPILE_CHOICES:
+        raise ConfigError(f"unknown compile choice {config.compile!r}; valid: {', '.join(COMPILE_CHOICES)}")
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

@@ -65,6 +65,7 @@ from fer_bench.training.evaluate import (
 )
 from fer_bench.training.flops import cell_flops
 from fer_bench.training.losses import Loss, draw_one_hot, get_loss
+from fer_bench.training.compiled import compile_for_eval
 from fer_bench.training.recipe import WeightAverage, check_recipe, make_optimizer, make_schedule
 
 __all__ = ["EpochReport", "default_device", "get_or_run_cell", "resolve_cell", "resolve_config",
@@ -334,6 +335,10 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
     eval_kwargs = dict(input_size=config.input_size, channels_last=channels_last, amp=amp,
                        batch_size=eval_batch_size(config.input_size, config.batch_size, device),
                        flip_tta=config.tta == "flip")
+    eval_model = run.eval_model
+    if config.compile == "eval":
+        eval_model, record.compile_seconds = compile_for_eval(
+            eval_model, eval_sizes={data.n_val, data.n_test}, device=device, **eval_kwargs)
     trained_per_epoch = (images.shape[0] // config.batch_size) * config.batch_size
     eval_seconds = 0.0
     best: _Best | None = None
@@ -341,8 +346,8 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
         for epoch in range(1, config.epochs + 1):
             epoch_targets = draw_one_hot(targets, label_draws) if loss_fn.draws_targets else targets
             seconds, mean_loss = _train_epoch(run, images, epoch_targets, epoch)
-            val_probs, val_seconds = predict(run.eval_model, data.val_images, **eval_kwargs)
-            test_probs, test_seconds = predict(run.eval_model, data.test_images, **eval_kwargs)
+            val_probs, val_seconds = predict(eval_model, data.val_images, **eval_kwargs)
+            test_probs, test_seconds = predict(eval_model, data.test_images, **eval_kwargs)
             eval_seconds += val_seconds + test_seconds
             # argmax of a NaN row is class 0: catch it instead of scoring it as "neutral".
             if not bool(torch.isfinite(val_probs).all() and torch.isfinite(test_probs).all()):
