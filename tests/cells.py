@@ -7,10 +7,12 @@
   them: ``run_smoke_grid`` (in process), ``run_benchmark_module`` (in a subprocess).
 * ``needs_dlib`` / ``needs_models``: skip markers for the ``align`` extra.
 * ``add_array_to_digest``: one array into a golden sha256 digest.
+* ``write_ferplus_folder``: a small synthetic FERPlus folder (the ``data_dir`` fixture).
 """
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,11 +22,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 
 from fer_bench.cell import Cell
 from fer_bench.config import TrainConfig
 from fer_bench.data import align
+from fer_bench.data.schema import USAGE_FOLDERS, USAGES, VOTE_COLUMNS
+from fer_bench.data.synthetic import make_synthetic
 from fer_bench.data.variants import nhot_variant
 from fer_bench.errors import AlignError
 from fer_bench.registry import ModelSpec, unregister_model
@@ -175,3 +180,19 @@ def add_array_to_digest(digest, array) -> None:
     if data.dtype.kind == "f":
         data = np.round(data.astype(np.float64), 6)
     digest.update(str(data.dtype).encode() + str(data.shape).encode() + data.tobytes())
+
+
+# ----------------------------------------------------------------------------- data folders
+def write_ferplus_folder(root: Path, n: int = 700) -> Path:
+    """A small FERPlus folder (PNGs + fer2013new.csv) holding ``n`` synthetic faces."""
+    raw = make_synthetic(n, seed=3)
+    for sub in USAGE_FOLDERS.values():
+        (root / sub).mkdir(parents=True)
+    with open(root / "fer2013new.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["Usage", "Image name", *VOTE_COLUMNS])
+        for i in range(n):
+            usage, name = USAGES[raw.usage[i]], f"fer{i:07d}.png"
+            writer.writerow([usage, name, *raw.votes[i].tolist()])
+            Image.fromarray(raw.images[i], mode="L").save(root / USAGE_FOLDERS[usage] / name)
+    return root

@@ -49,3 +49,11 @@ def ferplus_clean(ferplus_raw):
     from fer_bench.data.clean import clean
 
     return clean(ferplus_raw)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """A small synthetic FERPlus folder (``tests.cells.write_ferplus_folder``), one per module."""
+    from tests.cells import write_ferplus_folder
+
+    return write_ferplus_folder(tmp_path_factory.mktemp("plugin_data") / "ferplus")

@@ -31,7 +31,6 @@ from fer_bench.record import CellRecord
 from fer_bench.tasks import build_task_data
 from fer_bench.training.augment import DEFAULT_ADAPTIVE
 from tests.cells import needs_dlib, needs_models, run_smoke_grid, tiny_model_project
-from tests.test_plugin import data_dir  # noqa: F401
 
 pytest_plugins = ["pytester"]
 

@@ -10,7 +10,6 @@ import torch
 import fer_bench.training.runner  # noqa: F401  (torch-importing registries, once per process)
 from fer_bench.cli import main
 from tests.cells import run_smoke_grid, tiny_model_project
-from tests.test_plugin import data_dir, write_ferplus_folder  # noqa: F401
 
 pytest_plugins = ["pytester"]
 

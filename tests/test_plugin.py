@@ -6,7 +6,6 @@ the pytester folder; the data is a small FERPlus folder written from the synthet
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -17,12 +16,9 @@ import pytest
 # twice in one process.
 import torch
 import torch._dynamo  # noqa: F401
-from PIL import Image
 
 import fer_bench.registry
 import fer_bench.training.runner  # noqa: F401
-from fer_bench.data.schema import USAGE_FOLDERS, USAGES, VOTE_COLUMNS
-from fer_bench.data.synthetic import make_synthetic
 from fer_bench.plugin import feed_epoch_times
 from tests.cells import BASE_ARGS
 
@@ -78,26 +74,6 @@ def test_grid(fer_cell, benchmark):
     record = fer_cell.run(benchmark)
     assert len(record.epoch_times_s) == record.epochs == fer_cell.config.epochs
 """
-
-
-def write_ferplus_folder(root: Path, n: int = 700) -> Path:
-    """A small FERPlus folder (PNGs + fer2013new.csv) holding ``n`` synthetic faces."""
-    raw = make_synthetic(n, seed=3)
-    for sub in USAGE_FOLDERS.values():
-        (root / sub).mkdir(parents=True)
-    with open(root / "fer2013new.csv", "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["Usage", "Image name", *VOTE_COLUMNS])
-        for i in range(n):
-            usage, name = USAGES[raw.usage[i]], f"fer{i:07d}.png"
-            writer.writerow([usage, name, *raw.votes[i].tolist()])
-            Image.fromarray(raw.images[i], mode="L").save(root / USAGE_FOLDERS[usage] / name)
-    return root
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    return write_ferplus_folder(tmp_path_factory.mktemp("plugin_data") / "ferplus")
 
 
 @pytest.fixture

@@ -3,8 +3,9 @@
 ``fast_resnet``: the fast CPU recipe (issue "speed you can trust"): the small residual net
 of ``fast_resnet.py`` trained with SGD-Nesterov, a one-cycle learning rate, batched random
 mirror + shift augmentation on the device, soft-target cross-entropy on the label
-distributions, and mirrored test-time augmentation. Its numbers are in the module's
-``benchmarks/fast_recipe_probe.py`` runs and the leaderboard's speedrun table.
+distributions, and mirrored test-time augmentation. Its numbers are in the leaderboard's
+speedrun table (``benchmarks/test_speedrun.py``, its own 9 epochs) and N-hot grid (the
+``cpu`` profile, 3 epochs).
 """
 
 from __future__ import annotations

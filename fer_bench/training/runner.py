@@ -50,6 +50,7 @@ from fer_bench.training.augment import (
     select_batch,
     to_model_input,
 )
+from fer_bench.training.compiled import compile_for_eval
 from fer_bench.training.device import (
     CellMemory,
     default_device,
@@ -65,7 +66,6 @@ from fer_bench.training.evaluate import (
 )
 from fer_bench.training.flops import cell_flops
 from fer_bench.training.losses import Loss, draw_one_hot, get_loss
-from fer_bench.training.compiled import compile_for_eval
 from fer_bench.training.recipe import WeightAverage, check_recipe, make_optimizer, make_schedule
 
 __all__ = ["EpochReport", "default_device", "get_or_run_cell", "resolve_cell", "resolve_config",
