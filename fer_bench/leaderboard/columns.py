@@ -40,6 +40,7 @@ GAIN_COLUMN = "gain vs 1-hot (pts)"
 P_COLUMN = "p"
 TEST_COLUMN = "test"
 EIGHT_GAIN_COLUMN = "8-hot vs 1-hot (pts)"
+EIGHT_CI_COLUMN = "95% CI (8 vs 1, pts)"
 EIGHT_P_COLUMN = "p (8 vs 1)"
 EIGHT_TEST_COLUMN = "test (8 vs 1)"
 OPTIMISTIC_COLUMN = "optimistic @ best N"
@@ -85,6 +86,13 @@ def format_cell(cell: CellSummary | None) -> str:
 def gain_text(gain: GainSummary | None) -> str:
     """Paired gain in percentage points, "+1.23"; "—" when there is none."""
     return MISSING if gain is None or gain.gain is None else f"{100 * gain.gain:+.2f}"
+
+
+def interval_text(gain: GainSummary | None) -> str:
+    """The gain's confidence interval in points, "[-0.52, +1.80]"; "—" without one."""
+    if gain is None or gain.ci is None:
+        return MISSING
+    return f"[{100 * gain.ci[0]:+.2f}, {100 * gain.ci[1]:+.2f}]"
 
 
 def test_text(gain: GainSummary | None) -> str:
@@ -211,6 +219,8 @@ COLUMNS: list[Column] = [
     Column(P_COLUMN, lambda row: format_p(row.gain.p_value if row.gain else None), when=has_best_n, part=COMPARISON),
     Column(TEST_COLUMN, lambda row: test_text(row.gain), when=has_best_n, text=True, part=COMPARISON),
     Column(EIGHT_GAIN_COLUMN, lambda row: gain_text(row.eight_vs_one), when=has_eight_vs_one, part=COMPARISON),
+    Column(EIGHT_CI_COLUMN, lambda row: interval_text(row.eight_vs_one), when=has_eight_vs_one,
+           part=COMPARISON),
     Column(EIGHT_P_COLUMN, lambda row: format_p(row.eight_vs_one.p_value if row.eight_vs_one else None),
            when=has_eight_vs_one, part=COMPARISON),
     Column(EIGHT_TEST_COLUMN, lambda row: test_text(row.eight_vs_one), when=has_eight_vs_one,

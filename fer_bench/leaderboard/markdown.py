@@ -23,6 +23,7 @@ from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
 from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
 from fer_bench.leaderboard.speedrun import speedrun_frame
 from fer_bench.leaderboard.stats import SINGLE_RUN, TABLE2_THRESHOLD, mean_ci
+from fer_bench.leaderboard.summary import summary_lines
 from fer_bench.leaderboard.table import (
     ACCURACY,
     MISSING,
@@ -240,6 +241,7 @@ def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[
                   "real faces.", ""]
     if "smoke" in profile:
         parts += ["> **Profile: smoke.** Few epochs on a small slice; not comparable with the study.", ""]
+    parts += summary_lines(records)
     parts += [HONEST_NOTE, "", STATS_NOTE, ""]
     parts += _section_parts(records, provenance)
     parts += _literature_part(records)

@@ -152,6 +152,10 @@ class GainSummary:
     test ran. ``method``: "paired t", "McNemar exact", "McNemar chi2", "n<3", "none"
     (a cell against itself, or no per-image correctness), "no shared seed".
     ``seeds``: the shared seeds the gain and p are computed over.
+    ``ci``: (low, high) of the two-sided t confidence interval of the mean paired difference
+    (fractions), at 95% or, after a post-hoc choice, at the Bonferroni-matched level
+    1 - 0.05 / ``comparisons``; None with fewer than 2 shared seeds or when every
+    difference is the same (zero variance).
     """
 
     gain: float | None
@@ -160,6 +164,7 @@ class GainSummary:
     n_seeds: int
     comparisons: int = 1
     seeds: tuple[int, ...] = ()
+    ci: tuple[float, float] | None = None
 
     @property
     def single_run(self) -> bool:
@@ -183,6 +188,17 @@ def summarise_cell(variant: str, records: Iterable[CellRecord],
     return cell
 
 
+def gain_interval(differences: Sequence[float], comparisons: int = 1,
+                  confidence: float = 0.95) -> tuple[float, float] | None:
+    """(low, high) t interval of the mean of ``differences`` [n] at ``confidence``
+    Bonferroni-matched for ``comparisons`` (1 - (1 - confidence) / comparisons); None when
+    n < 2 or the differences have no spread."""
+    if len(differences) < 2 or np.ptp(np.asarray(differences, dtype=float)) <= 1e-12:
+        return None
+    mean, half = mean_ci(differences, 1.0 - (1.0 - confidence) / comparisons)
+    return mean - half, mean + half
+
+
 def compare_cells(a: CellSummary, b: CellSummary, comparisons: int = 1) -> GainSummary:
     """Cell ``a`` minus cell ``b`` over the seeds both have (see the module docstring).
 
@@ -200,8 +216,9 @@ def compare_cells(a: CellSummary, b: CellSummary, comparisons: int = 1) -> GainS
         return None if p_value is None else min(1.0, p_value * comparisons)
 
     gain, p_value = paired_gain(a.honest_by_seed(), b.honest_by_seed())
+    ci = gain_interval([a.ok[s].acc_honest - b.ok[s].acc_honest for s in seeds], comparisons)
     if len(seeds) >= 3:
-        return GainSummary(gain, adjusted(p_value), "paired t", len(seeds), comparisons, seeds)
+        return GainSummary(gain, adjusted(p_value), "paired t", len(seeds), comparisons, seeds, ci)
     if len(seeds) == 1:
         ra, rb = a.ok[seeds[0]], b.ok[seeds[0]]
         if not ra.test_correct or not rb.test_correct:
@@ -209,7 +226,7 @@ def compare_cells(a: CellSummary, b: CellSummary, comparisons: int = 1) -> GainS
         p_value = mcnemar_cells(ra, rb)
         method = f"McNemar {mcnemar_method(ra.correct(), rb.correct())}"
         return GainSummary(gain, adjusted(p_value), method, 1, comparisons, seeds)
-    return GainSummary(gain, None, "n<3", len(seeds), comparisons, seeds)
+    return GainSummary(gain, None, "n<3", len(seeds), comparisons, seeds, ci)
 
 
 def epoch_statistics(test_acc: Sequence[float],
