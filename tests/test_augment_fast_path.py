@@ -1,5 +1,6 @@
 """The CPU fast paths of the batch data ops (fer_bench.training.augment): one thread for
-batch-sized ops, the flat ``take`` of ``random_flip_shift``; results bit-identical."""
+batch-sized ops, the row select + column gather of ``random_flip_shift``; results
+bit-identical."""
 
 from __future__ import annotations
 

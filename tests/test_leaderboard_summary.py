@@ -43,11 +43,15 @@ def test_best_n_interval_is_bonferroni_matched():
     assert row.eight_vs_one.ci == pytest.approx(_hand_interval(accs[8], accs[1]), rel=1e-12)
 
 
-def test_no_interval_with_one_seed_or_constant_differences():
+def test_no_interval_below_three_seeds_or_with_constant_differences():
     one_seed = summarize(_grid({1: [0.6], 8: [0.7]}))["ordinary"][0]
     assert one_seed.eight_vs_one.ci is None
-    constant = summarize(_grid({1: [0.60, 0.70], 8: [0.65, 0.75]}))["ordinary"][0]
+    two_seeds = summarize(_grid({1: [0.60, 0.70], 8: [0.66, 0.71]}))["ordinary"][0]
+    assert two_seeds.eight_vs_one.ci is None and two_seeds.eight_vs_one.gain == pytest.approx(0.035)
+    assert verdict(two_seeds.eight_vs_one).startswith("no interval (2 paired seeds; 3 are needed)")
+    constant = summarize(_grid({1: [0.60, 0.70, 0.50], 8: [0.625, 0.725, 0.525]}))["ordinary"][0]
     assert constant.eight_vs_one.ci is None
+    assert verdict(constant.eight_vs_one) == "every paired difference is the same: no interval"
     assert build_tables(_grid({1: [0.6], 8: [0.7]}))["ordinary"].loc["small_cnn", "95% CI (8 vs 1, pts)"] == "—"
 
 
@@ -55,7 +59,11 @@ def test_no_interval_with_one_seed_or_constant_differences():
     ({1: [0.60, 0.66, 0.62], 8: [0.63, 0.70, 0.65]}, "8-hot helps; the estimate is inside"),  # +3.3
     ({1: [0.60, 0.66, 0.62], 8: [0.605, 0.666, 0.627]}, "8-hot helps; the estimate is below"),  # ~+0.6
     ({1: [0.60, 0.66, 0.62], 8: [0.58, 0.63, 0.60]}, "8-hot hurts"),
-    ({1: [0.60, 0.66, 0.62], 8: [0.62, 0.65, 0.63]}, "no difference detectable at this precision"),
+    ({1: [0.60, 0.66, 0.62], 8: [0.65, 0.72, 0.67]}, "8-hot helps; the estimate is above"),     # +5.3
+    ({1: [0.60, 0.66, 0.62], 8: [0.62, 0.65, 0.63]},
+     "no difference detectable at this precision; the interval reaches the study's +2"),
+    ({1: [0.60, 0.66, 0.62], 8: [0.601, 0.659, 0.621]},
+     "no difference detectable at this precision; the interval excludes the study's +2 to +4"),
 ])
 def test_summary_states_the_effect_per_split_in_plain_words(ordinary, expected):
     complex_ = {1: [0.50, 0.52, 0.49], 8: [0.51, 0.52, 0.50]}
@@ -68,7 +76,8 @@ def test_summary_states_the_effect_per_split_in_plain_words(ordinary, expected):
     low, high = (100 * x for x in _hand_interval(ordinary[8], ordinary[1]))
     p = scipy_stats.ttest_rel(ordinary[8], ordinary[1]).pvalue
     assert f"**{gain:+.2f} points**" in bullets[0]
-    assert f"95% CI [{low:+.2f}, {high:+.2f}]" in bullets[0] and f"paired t p = {p:.3g}" in bullets[0]
+    assert f"95% CI [{low:+.2f}, {high:+.2f}]" in bullets[0]
+    assert f"p = {p:.3g} (paired t, n=3)" in bullets[0]
     assert f"1-hot {100 * np.mean(ordinary[1]):.2f}%" in bullets[0]
     assert expected in bullets[0]
     page = render_markdown(records, [])
@@ -85,3 +94,15 @@ def test_summary_needs_both_one_and_eight_hot():
 def test_verdict_without_interval_says_so():
     row = summarize(_grid({1: [0.6], 8: [0.7]}))["ordinary"][0]
     assert verdict(row.eight_vs_one).startswith("no interval")
+
+
+def test_single_seed_line_names_mcnemar_not_t():
+    rng = np.random.default_rng(5)
+    base = rng.random(60) < 0.6
+    better = base.copy()
+    better[np.flatnonzero(~base)[:8]] = True               # 8 discordant pairs: exact test
+    records = [make_record(nhot=1, seed=0, correct=base), make_record(nhot=8, seed=0, correct=better)]
+    line = next(line for line in summary_lines(records) if line.startswith("- "))
+    expected = scipy_stats.binomtest(8, 8, 0.5).pvalue
+    assert f"p = {expected:.3g} (McNemar exact (single run: training variance not included))" in line
+    assert "paired t" not in line and "not an answer yet" in line

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from fer_bench.leaderboard.rows import RowSummary
+from fer_bench.leaderboard.rows import NHOT_SECTION, RowSummary
 from fer_bench.leaderboard.stats import (
     SINGLE_RUN,
     TABLE2_THRESHOLD,
@@ -211,7 +211,7 @@ COLUMNS: list[Column] = [
            when=_has_alignment_flags),
     Column(ALIGNED_FLAGS_COLUMN, _alignment("flags_text"), experiments=("alignment",),
            when=_has_alignment_flags, text=True),
-    Column(LITERATURE_COLUMN, _literature_accuracy, experiments=("nhot",), when=_has_literature,
+    Column(LITERATURE_COLUMN, _literature_accuracy, experiments=(NHOT_SECTION,), when=_has_literature,
            text=True),
     Column(BEST_COLUMN, lambda row: MISSING if row.best_n is None else str(row.best_n),
            when=has_best_n, part=COMPARISON),

@@ -31,8 +31,10 @@ from fer_bench.record import CellRecord
 #: The axes a row does not hold fixed: it averages over seeds, and shows variants as
 #: columns and splits as separate tables.
 ROW_FREE_AXES = ("seed", "variant", "split")
+#: The N-hot experiment's section (report 4.4/4.5; ``benchmarks/test_nhot.py``).
+NHOT_SECTION = "nhot"
 #: Section order: the study's experiments first (report 4.2 to 4.5); others alphabetically.
-EXPERIMENT_ORDER = ("models", "augmentation", "losses", "pretraining", "nhot")
+EXPERIMENT_ORDER = ("models", "augmentation", "losses", "pretraining", NHOT_SECTION)
 #: Section name of records without an experiment.
 DEFAULT_SECTION = "results"
 #: Display order of splits; others follow alphabetically.

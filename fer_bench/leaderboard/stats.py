@@ -154,8 +154,8 @@ class GainSummary:
     ``seeds``: the shared seeds the gain and p are computed over.
     ``ci``: (low, high) of the two-sided t confidence interval of the mean paired difference
     (fractions), at 95% or, after a post-hoc choice, at the Bonferroni-matched level
-    1 - 0.05 / ``comparisons``; None with fewer than 2 shared seeds or when every
-    difference is the same (zero variance).
+    1 - 0.05 / ``comparisons``; like the t-test, only with 3 or more shared seeds (None
+    otherwise, and when every difference is the same: zero variance).
     """
 
     gain: float | None
@@ -192,8 +192,9 @@ def gain_interval(differences: Sequence[float], comparisons: int = 1,
                   confidence: float = 0.95) -> tuple[float, float] | None:
     """(low, high) t interval of the mean of ``differences`` [n] at ``confidence``
     Bonferroni-matched for ``comparisons`` (1 - (1 - confidence) / comparisons); None when
-    n < 2 or the differences have no spread."""
-    if len(differences) < 2 or np.ptp(np.asarray(differences, dtype=float)) <= 1e-12:
+    n < 3 (as for the t-test: 1 degree of freedom is too weak) or the differences have no
+    spread."""
+    if len(differences) < 3 or np.ptp(np.asarray(differences, dtype=float)) <= 1e-12:
         return None
     mean, half = mean_ci(differences, 1.0 - (1.0 - confidence) / comparisons)
     return mean - half, mean + half

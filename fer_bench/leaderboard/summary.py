@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fer_bench.leaderboard.rows import RowSummary, summarize
+from fer_bench.leaderboard.columns import test_text
+from fer_bench.leaderboard.rows import NHOT_SECTION, RowSummary, section_name, summarize
 from fer_bench.leaderboard.stats import GainSummary
 from fer_bench.record import CellRecord
 
-NHOT_SECTION = "nhot"
 #: The study's claimed N-hot gain over 1-hot, in points (report 4.4).
 STUDY_CLAIM_POINTS = (2.0, 4.0)
 TITLE = "Summary: does N-hot training beat 1-hot? (computed from the rows below)"
@@ -28,16 +28,19 @@ def _points(value: float) -> str:
 def verdict(gain: GainSummary) -> str:
     """Plain words for a gain from its interval (or, without one, that there is none)."""
     if gain.ci is None:
-        return "no interval (fewer than 2 paired seeds): not an answer yet"
-    low, high = (100 * bound for bound in gain.ci)
+        if gain.n_seeds < 3:
+            return f"no interval ({gain.n_seeds} paired seeds; 3 are needed): not an answer yet"
+        return "every paired difference is the same: no interval"
+    low, high = (round(100 * bound, 2) for bound in gain.ci)
+    estimate = round(100 * gain.gain, 2)       # compared as printed
     claim_low, claim_high = STUDY_CLAIM_POINTS
     if low > 0:
-        where = ("inside" if claim_low <= 100 * gain.gain <= claim_high else
-                 "below" if 100 * gain.gain < claim_low else "above")
+        where = ("inside" if claim_low <= estimate <= claim_high else
+                 "below" if estimate < claim_low else "above")
         return f"8-hot helps; the estimate is {where} the study's +{claim_low:g} to +{claim_high:g}"
     if high < 0:
         return "8-hot hurts, against the study's claim"
-    reach = ("the study's range is still inside the interval" if high >= claim_low else
+    reach = (f"the interval reaches the study's +{claim_low:g}" if high >= claim_low else
              f"the interval excludes the study's +{claim_low:g} to +{claim_high:g}")
     return f"no difference detectable at this precision; {reach}"
 
@@ -48,7 +51,7 @@ def row_line(row: RowSummary) -> str | None:
     if one is None or eight is None or gain is None or gain.gain is None:
         return None
     ci = "" if gain.ci is None else f", 95% CI [{_points(gain.ci[0])}, {_points(gain.ci[1])}]"
-    p = "" if gain.p_value is None else f", paired t p = {gain.p_value:.3g}"
+    p = "" if gain.p_value is None else f", p = {gain.p_value:.3g} ({test_text(gain)})"
     means = (f"1-hot {100 * one.mean:.2f}%, 8-hot {100 * eight.mean:.2f}% "
              f"(means over {len(one.ok)} / {len(eight.ok)} seeds)")
     best = ""
@@ -64,7 +67,7 @@ def row_line(row: RowSummary) -> str | None:
 def summary_lines(records: Sequence[CellRecord]) -> list[str]:
     """The summary block (markdown lines) for the N-hot section's records; [] without any
     row holding both 1-hot and 8-hot."""
-    nhot = [r for r in records if (r.experiment or "") == NHOT_SECTION]
+    nhot = [r for r in records if section_name(r.experiment) == NHOT_SECTION]
     lines = [line for rows in summarize(nhot, experiment=NHOT_SECTION).values()
              for row in rows if (line := row_line(row)) is not None]
     if not lines:

@@ -58,7 +58,9 @@ def fp32_logits(model: torch.nn.Module, x: torch.Tensor, *, amp: bool) -> torch.
     bf16 and the last layer emits bf16 logits: they are upcast to float32 here, so softmax,
     KL and argmax are computed in float32. Upcasting cannot undo rounding, though: two
     classes whose logits round to the same bf16 value tie, and argmax would give the lower
-    class index. Those rows (and only those) are recomputed in float32 with autocast off.
+    class index. Those rows (and only those) are recomputed in float32 with autocast off,
+    through the eager module when ``model`` is compiled (``_orig_mod``): their count varies,
+    and each new count would be a new compiled shape.
     Without autocast (CPU, fp32) the forward is float32 throughout.
     """
     device = x.device
@@ -67,9 +69,11 @@ def fp32_logits(model: torch.nn.Module, x: torch.Tensor, *, amp: bool) -> torch.
     if logits.dtype == torch.float32:
         return logits
 
+    eager = getattr(model, "_orig_mod", model)
+
     def recompute(rows: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=device.type, enabled=False):
-            return logits_of(model(x.index_select(0, rows)))
+            return logits_of(eager(x.index_select(0, rows)))
 
     return break_low_precision_ties(logits.float(), recompute)
 

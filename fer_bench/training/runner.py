@@ -338,7 +338,7 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
     eval_model = run.eval_model
     if config.compile == "eval":
         eval_model, record.compile_seconds = compile_for_eval(
-            eval_model, eval_sizes={data.n_val, data.n_test}, device=device, **eval_kwargs)
+            eval_model, eval_set_sizes={data.n_val, data.n_test}, device=device, **eval_kwargs)
     trained_per_epoch = (images.shape[0] // config.batch_size) * config.batch_size
     eval_seconds = 0.0
     best: _Best | None = None
