@@ -56,10 +56,12 @@ def row_line(row: RowSummary) -> str | None:
              f"(means over {len(one.ok)} / {len(eight.ok)} seeds)")
     best = ""
     if row.best_n is not None and row.gain is not None and row.gain.gain is not None:
-        adjusted = "" if row.gain.p_value is None else f", Bonferroni p = {row.gain.p_value:.3g}"
-        best = f"; best N = {row.best_n} ({_points(row.gain.gain)} points{adjusted})"
+        tested = "" if row.gain.p_value is None else f", p = {row.gain.p_value:.3g} ({test_text(row.gain)})"
+        best = f"; best N = {row.best_n} ({_points(row.gain.gain)} points{tested})"
     present = ", ".join(str(n) for n in sorted(row.nhot_cells()))
-    return (f"- **{row.label}, {row.split} split**: 8-hot vs 1-hot **{_points(gain.gain)} points**"
+    epochs = row.identity.get("epochs")
+    trained = f", {epochs} epochs" if epochs else ""
+    return (f"- **{row.label}{trained}, {row.split} split**: 8-hot vs 1-hot **{_points(gain.gain)} points**"
             f"{ci}{p}, {gain.n_seeds} paired seeds; {means}{best}. N present: {present}. "
             f"*{verdict(gain)}.*")
 
