@@ -43,18 +43,32 @@ def test_unknown_compile_choice_is_refused():
         check_recipe(TrainConfig(compile="train"))
 
 
-def test_compiled_evaluation_matches_eager_and_times_compile_apart(ferplus_clean):
-    """Two epochs of the same cell, eager and compiled evaluation: the same training (the
-    loss curve is bit-identical), accuracies equal up to rounding-level argmax flips, and
-    the compile seconds recorded apart from epoch times."""
+def test_compiled_evaluation_matches_eager_and_times_compile_apart(ferplus_clean, monkeypatch):
+    """Two epochs of the same cell (EMA weights and flip TTA, so the averaged model and the
+    mirrored batches are what gets compiled), eager and compiled evaluation: the same
+    training (the loss curve is bit-identical), accuracies equal up to rounding-level argmax
+    flips, the compile seconds recorded apart, and no graph compiled after the warm-up."""
+    from fer_bench.training import runner
+
     clean = subset(ferplus_clean, 700, seed=0)
     spec = tiny_spec()
     data = build_task_data(clean, make_cell(spec, clean, nhot=1))
     torch._dynamo.reset()
+    graphs_after_warm_up = []
+    compile_for_eval = runner.compile_for_eval
+
+    def counting_compile(*args, **kwargs):
+        compiled = compile_for_eval(*args, **kwargs)
+        graphs_after_warm_up.append(torch._dynamo.utils.counters["stats"]["unique_graphs"])
+        return compiled
+
+    monkeypatch.setattr(runner, "compile_for_eval", counting_compile)
     records = {}
     for choice in ("none", "eval"):
-        config = resolve_config(spec, epochs=2, compile=choice)
+        config = resolve_config(spec, epochs=2, compile=choice, ema=0.9, tta="flip")
         records[choice] = run_cell(spec, rebind(data, spec, config), device="cpu")
+    assert len(graphs_after_warm_up) == 1 and graphs_after_warm_up[0] > 0
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs_after_warm_up[0]
     eager, compiled = records["none"], records["eval"]
     assert eager.status == compiled.status == "ok", (eager.error, compiled.error)
     assert eager.compile_seconds is None and compiled.compile_seconds > 0
