@@ -28,7 +28,13 @@ from fer_bench.leaderboard.plots import plot_accuracy_by_complexity, plot_accura
 from fer_bench.leaderboard.rows import summarize, summarize_sections
 from fer_bench.leaderboard.stats import SINGLE_RUN, TABLE2_THRESHOLD, epoch_statistics
 from fer_bench.leaderboard.table import build_sections, build_tables, print_terminal_tables
-from tests.test_leaderboard_support import GOLDEN_V1, clone, document_of, make_record
+from tests.test_leaderboard_support import (
+    GOLDEN_V1,
+    clone,
+    document_of,
+    make_record,
+    single_seed_mcnemar_pair,
+)
 
 SEEDS = (0, 1, 2)
 
@@ -146,12 +152,8 @@ def test_eight_vs_one_is_not_adjusted_and_best_n_is():
 
 
 def test_single_run_mcnemar_is_labelled():
-    rng = np.random.default_rng(5)
-    base = rng.random(60) < 0.6
-    better = base.copy()
-    better[np.flatnonzero(~base)[:8]] = True               # 8 discordant pairs: exact test
-    records = [make_record(nhot=1, seed=0, correct=base), make_record(nhot=8, seed=0, correct=better)]
-    expected = scipy_stats.binomtest(8, 8, 0.5).pvalue
+    records, discordant = single_seed_mcnemar_pair()     # all in 8-hot's favour: exact test
+    expected = scipy_stats.binomtest(discordant, discordant, 0.5).pvalue
     frame = build_tables(records)["ordinary"]
     label = "McNemar exact (single run: training variance not included)"
     assert frame.loc["small_cnn", "test (8 vs 1)"] == label

@@ -12,7 +12,7 @@ from fer_bench.leaderboard.markdown import render_markdown
 from fer_bench.leaderboard.rows import summarize
 from fer_bench.leaderboard.summary import TITLE, summary_lines, verdict
 from fer_bench.leaderboard.table import build_tables
-from tests.test_leaderboard_support import make_record
+from tests.test_leaderboard_support import make_record, single_seed_mcnemar_pair
 
 
 def _grid(accs: dict[int, list[float]], split: str = "ordinary", **kwargs):
@@ -97,12 +97,8 @@ def test_verdict_without_interval_says_so():
 
 
 def test_single_seed_line_names_mcnemar_not_t():
-    rng = np.random.default_rng(5)
-    base = rng.random(60) < 0.6
-    better = base.copy()
-    better[np.flatnonzero(~base)[:8]] = True               # 8 discordant pairs: exact test
-    records = [make_record(nhot=1, seed=0, correct=base), make_record(nhot=8, seed=0, correct=better)]
+    records, discordant = single_seed_mcnemar_pair()     # all in 8-hot's favour: exact test
+    expected = scipy_stats.binomtest(discordant, discordant, 0.5).pvalue
     line = next(line for line in summary_lines(records) if line.startswith("- "))
-    expected = scipy_stats.binomtest(8, 8, 0.5).pvalue
     assert f"p = {expected:.3g} (McNemar exact (single run: training variance not included))" in line
     assert "paired t" not in line and "not an answer yet" in line

@@ -121,3 +121,14 @@ def clone(record: CellRecord, **axes: Any) -> CellRecord:
     if axes:
         copied.cell = copied.cell.with_axes(**axes)
     return copied
+
+
+def single_seed_mcnemar_pair() -> tuple[list[CellRecord], int]:
+    """1-hot and 8-hot records of one seed on 60 test images whose per-image correctness
+    differs in exactly 8 images, all in the 8-hot cell's favour (McNemar's exact test), and
+    that number of discordant images."""
+    rng = np.random.default_rng(5)
+    base = rng.random(60) < 0.6
+    better = base.copy()
+    better[np.flatnonzero(~base)[:8]] = True
+    return [make_record(nhot=1, seed=0, correct=base), make_record(nhot=8, seed=0, correct=better)], 8
