@@ -15,8 +15,6 @@ COMMON=(benchmarks/test_nhot.py --fer-profile cpu --fer-data "$DATA" --fer-seeds
         --fer-splits ordinary,complex --fer-results leaderboard/cells -p no:cacheprovider -q)
 python -m pytest "${COMMON[@]}" --fer-nhot 1,8 --benchmark-disable || true
 python -m pytest "${COMMON[@]}" --fer-nhot 1-8 --benchmark-json leaderboard/results.json || true
-# the whole grid's JSON replaces the per-split JSONs of a partial rendering
-rm -f leaderboard/results-ordinary.json leaderboard/results-complex.json
 extra=()
 [ -f leaderboard/speedrun.json ] && extra=(leaderboard/speedrun.json)
 fer-bench leaderboard leaderboard/results.json "${extra[@]}" --out leaderboard/
