@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from fer_bench.leaderboard.rows import summarize  # noqa: E402
+from fer_bench.leaderboard.rows import label_rows, summarize  # noqa: E402
 from fer_bench.leaderboard.stats import mean_ci  # noqa: E402
 from fer_bench.leaderboard.table import data_text, run_labels  # noqa: E402
 from fer_bench.record import CellRecord  # noqa: E402
@@ -44,8 +44,11 @@ def _subtitle(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, A
 def plot_accuracy_vs_n(records: Sequence[CellRecord], path: str | Path,
                        provenance: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Write a PNG of mean honest accuracy (%) against N per row and split; return its path."""
-    tables = {split: [row for row in rows if len(row.nhot_cells()) >= 2]
-              for split, rows in summarize(records).items()}
+    tables = {}
+    for split, rows in summarize(records).items():
+        curves = [row for row in rows if len(row.nhot_cells()) >= 2]
+        label_rows(curves)   # by the axes that vary among the drawn rows, not every row
+        tables[split] = curves
     colors = _colors([row.label for rows in tables.values() for row in rows])
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=100)
     drawn = 0
