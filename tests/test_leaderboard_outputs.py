@@ -148,6 +148,23 @@ def test_cli_no_write_and_error_exit(tmp_path, capsys, golden_path):
     assert "no fer_bench cells" in capsys.readouterr().err
 
 
+
+def test_merged_file_keeps_each_sources_experiment_titles(golden_document, tmp_path):
+    """The CLI writes the merged input as ``results.json``; rendering that file alone must
+    title every section as the original files did (the second file's titles included)."""
+    from fer_bench.leaderboard.rows import experiment_titles
+
+    cells = _cell_entries(golden_document)
+    first = dict(golden_document, benchmarks=cells[:5])
+    second = dict(golden_document, benchmarks=cells[5:],
+                  fer_bench=dict(golden_document["fer_bench"], experiments={"speedrun": "Time to accuracy"}))
+    loaded = load_results([_write(tmp_path / "a.json", first), _write(tmp_path / "b.json", second)])
+    assert experiment_titles(loaded.provenance)["speedrun"] == "Time to accuracy"
+    again = load_results([_write(tmp_path / "merged.json", loaded.merged_document())])
+    assert experiment_titles(again.provenance) == experiment_titles(loaded.provenance)
+    assert [Path(p["path"]).name for p in again.provenance] == ["a.json", "b.json"]
+    assert [p["n_cells"] for p in again.provenance] == [5, 7]
+
 def test_untimed_failures_are_loaded_as_failed_cells(golden_document, tmp_path):
     """A cell that failed before its first epoch has no benchmark entry, only a record in
     the top-level ``fer_bench.untimed_failures`` list; it must still show as failed."""

@@ -78,7 +78,8 @@ class LoadedResults:
         Top-level fields come from the first file; ``benchmarks`` holds the first-seen
         entry of each fer_bench cell plus every non-fer_bench entry of every file;
         ``fer_bench_sources`` lists each input file's provenance. ``load_results`` reads
-        it back to the same records.
+        it back to the same records and the same provenance (so a page re-rendered from
+        it keeps every source's experiment titles).
         """
         merged = copy.deepcopy(self._documents[0]) if self._documents else {}
         merged["benchmarks"] = copy.deepcopy(self._entries)
@@ -200,6 +201,12 @@ def load_results(paths: Sequence[str | Path]) -> LoadedResults:
             n_cells += 1
             if loaded._add(record, path):
                 loaded._untimed.append(payload)
+        sources = document.get("fer_bench_sources")
+        if isinstance(sources, list) and sources and all(isinstance(s, dict) for s in sources):
+            # A merged file (``merged_document``) keeps each original file's provenance
+            # (experiment titles, machine, command); re-rendering it must not lose them.
+            loaded.provenance.extend(copy.deepcopy(sources))
+            continue
         loaded.provenance.append({
             "path": str(path),
             "fer_bench": _dict_or_empty(document.get("fer_bench")),
