@@ -149,10 +149,13 @@ def run_smoke_grid(pytester: pytest.Pytester, data_dir: Path, model: str,
         "--fer-results", str(pytester.path / "results"), *BASE_ARGS, *args)
 
 
-def run_benchmark_module(pytester: pytest.Pytester, tmp_path: Path,
+def run_benchmark_module(pytester: pytest.Pytester, tmp_path: Path, tiny_model: str | None = None,
                          **module: str) -> tuple[pytest.RunResult, Path]:
-    """Write ``module`` and run it in a pytest subprocess (smoke profile, 1 epoch, a store
-    under ``tmp_path``); returns the result and its ``--benchmark-json`` file."""
+    """Write ``module`` (and a conftest registering ``tiny_model``, when given) and run it
+    in a pytest subprocess (smoke profile, 1 epoch, a store under ``tmp_path``); returns
+    the result and its ``--benchmark-json`` file."""
+    if tiny_model is not None:
+        pytester.makeconftest(tiny_model_conftest(tiny_model))
     pytester.makepyfile(**module)
     out = tmp_path / "results.json"
     result = pytester.runpytest_subprocess(

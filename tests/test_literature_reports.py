@@ -137,17 +137,6 @@ def test_markdown_has_the_literature_section():
 MODULE = '''
 """Literature modes through the plugin."""
 import pytest
-import torch
-
-from fer_bench.registry import register_model
-
-
-def lit_plugin_tiny(num_classes=8, in_chans=1):
-    return torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(6), torch.nn.Flatten(),
-                               torch.nn.Linear(in_chans * 36, num_classes))
-
-
-register_model(lit_plugin_tiny)
 
 pytestmark = [pytest.mark.fer_experiment("literature", title="Literature"),
               pytest.mark.fer_axes(model=["lit_plugin_tiny"], split=["official-majority"])]
@@ -168,7 +157,8 @@ def test_mismatch(fer_cell, benchmark):
 
 
 def test_literature_cells_through_the_plugin(pytester, tmp_path):
-    result, out = run_benchmark_module(pytester, tmp_path, test_lit_module=MODULE)
+    result, out = run_benchmark_module(pytester, tmp_path, tiny_model="lit_plugin_tiny",
+                                       test_lit_module=MODULE)
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*label treatment 'ms-majority' needs data cleaned by rule "
                                  "'ferplus-ms', split 'ordinary' by rule 'study'*"])
