@@ -37,27 +37,29 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from fer_bench.data.alignment import align_clean, cell_alignment, with_alignment
+    from fer_bench.data.alignment import align_clean, cell_alignment
     from fer_bench.data.cache import load_dataset
     from fer_bench.data.clean import clean, subset
     from fer_bench.data.splits import make_split
     from fer_bench.registry import get_model
     from fer_bench.store import ResultStore
-    from fer_bench.training.augment import AUGMENTATIONS, adaptive_name, adaptive_size
+    from fer_bench.training.adaptive import adaptive_name, adaptive_size
+    from fer_bench.training.augment import AUGMENTATIONS
     from fer_bench.training.runner import get_or_run_cell, resolve_cell, resolve_config
 
     if args.threads:
         torch.set_num_threads(args.threads)
     raw = load_dataset(args.data)
     data = subset(clean(raw), args.subset, seed=0)
-    data = with_alignment(data, align_clean(raw, data, "dlib-hog", rows_only=True))
+    data = align_clean(raw, data, "dlib-hog", rows_only=True)
     store = ResultStore(args.results)
     spec = get_model(args.model)
     seeds = [int(s) for s in args.seeds.split(",")]
     pairs = [tuple(float(v) for v in pair.split(":")) for pair in args.grid.split(",")]
-    sets = ["none", "flip_rot20", *(adaptive_name(x1, x2) for x1, x2 in pairs)]
+    sets = [("none", None), ("flip_rot20", None),
+            *((adaptive_name(*pair), pair) for pair in pairs)]   # (name, (X1, X2) or None)
     rows = []
-    for name in sets:
+    for name, pair in sets:
         needs = bool(AUGMENTATIONS.get(name).needs)
         honest, sizes = [], []
         for seed in seeds:
@@ -67,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
                                 alignment=cell_alignment("none", landmarks=needs))
             train = make_split(data, "ordinary", seed).train
             if needs:
-                pair = next(p for p in pairs if adaptive_name(*p) == name)
                 sizes.append(adaptive_size(data.alignment.inclination[train], *pair) / (4 * len(train)))
             else:
                 sizes.append(AUGMENTATIONS.get(name).multiple / 4)

@@ -5,9 +5,12 @@ the runner's step (forward, MSE on the softmax, backward, Adam), all interleaved
 
     python benchmarks/compile_probe.py --model small_cnn [--device cuda] [--train-steps 20]
 
-Not part of a cell: fer_bench trains eagerly. A compiled step gives results equal only up
-to floating-point rounding, so compiling in the runner would have to become part of the
-cell's identity; this probe measures whether that would be worth it.
+Not a cell. Cells train eagerly; the recipe field ``compile`` ("none" / "eval",
+``--fer-compile``) makes a cell evaluate through ``torch.compile``, and because compiled
+outputs equal eager ones only up to floating-point rounding it is part of the cell's
+identity (a compiled cell's id ends in ``-compile=eval``). The evaluation half compiles the
+way such a cell does, through ``fer_bench.training.compiled.compile_for_eval``; the training
+half measures a compiled step, which no recipe offers.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import time
 import torch
 
 from fer_bench.registry import build_model, get_model
+from fer_bench.training.compiled import compile_for_eval
 from fer_bench.training.evaluate import autocast_for, predict
 
 
@@ -46,10 +50,9 @@ def main(argv: list[str] | None = None) -> None:
                                  "threads": torch.get_num_threads(), "load": os.getloadavg()}
 
     eager_eval = copy.deepcopy(model).eval()
-    start = time.perf_counter()
-    compiled_eval = torch.compile(copy.deepcopy(model).eval())
-    predict(compiled_eval, images[:args.batch], **kwargs)
-    result["eval_compile_s"] = time.perf_counter() - start
+    compiled_eval, result["eval_compile_s"] = compile_for_eval(
+        copy.deepcopy(model).eval(), eval_set_sizes={args.eval_images}, flip_tta=False,
+        device=device, **kwargs)
     eager_s, compiled_s = [], []
     for _ in range(args.repeats):
         eager_probs, seconds = predict(eager_eval, images, **kwargs)

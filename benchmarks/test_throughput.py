@@ -8,7 +8,7 @@ same way (a seeded ``randperm`` / ``RandomSampler``):
 
 (a) data pipeline, random mirror + random shift up to 4 px: shuffled, augmented float32
     model-input batches [64, 1, 48, 48] + targets [64, 8] per second. fer_bench: the uint8
-    images in one tensor, the runner's batch selection (``augment.select_batch``), its online
+    images in one tensor, the runner's batch selection (``device.select_batch``), its online
     ``rand_flip_shift4`` (one row select + one column gather per batch: each image mirrored
     with p = 1/2 and shifted by its own (dy, dx) in [-4, 4], border pixels repeated) and
     ``to_model_input``.
@@ -152,9 +152,9 @@ def fer_bench_batches(images: torch.Tensor, targets: torch.Tensor, augment: str,
         AUGMENTATIONS,
         hflip,
         rotate,
-        select_batch,
         to_model_input,
     )
+    from fer_bench.training.device import select_batch
 
     flip_shift = AUGMENTATIONS.get("rand_flip_shift4").online
     generator = torch.Generator().manual_seed(seed)

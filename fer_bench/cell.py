@@ -40,6 +40,7 @@ from fer_bench.errors import ConfigError
 #: (d36edc4) and this identity.
 PROTOCOL_VERSION = 2
 
+#: The ``alignment`` of a cell that uses no aligner output (``fer_bench.data.alignment``).
 DEFAULT_ALIGNMENT = "none"
 #: Axes shown in a readable id only when they differ from these values.
 OPTIONAL_AXES: dict[str, tuple[str, str]] = {   # axis -> (id prefix, default)
@@ -195,13 +196,22 @@ def effective_precision(device_type: str, amp: bool = True) -> str:
     return "bf16" if device_type == "cuda" and amp else "fp32"
 
 
+_sha_memo: dict[tuple[str, int, int], str] = {}
+
+
 def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB blocks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex sha256 of a file's bytes, memoised per (resolved path, size, mtime): an init
+    weights file, a dlib model file."""
+    path = Path(path)
+    st = path.stat()
+    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if memo not in _sha_memo:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(block)
+        _sha_memo[memo] = digest.hexdigest()
+    return _sha_memo[memo]
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import NoReturn
 
 from fer_bench.errors import DataPathError, FerBenchError
+from fer_bench.listing import KINDS
 
 PROG = "fer-bench"
 EXIT_RUNTIME = 1
@@ -126,9 +127,7 @@ def build_parser() -> ArgumentParser:
     models = sub.add_parser("models", help="list registered models and where each comes from")
     _add_debug(models)
     listing = sub.add_parser("list", help="list what a registry holds")
-    listing.add_argument("kind", choices=["models", "losses", "augmentations", "splits", "labels",
-                                          "aligners"],
-                         help="which registry")
+    listing.add_argument("kind", choices=KINDS, help="which registry")
     _add_debug(listing)
 
     run = sub.add_parser("run", help="train and evaluate one cell")

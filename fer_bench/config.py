@@ -15,6 +15,9 @@ DEFAULT_LOSS = "mse"
 DEFAULT_AUGMENTATION = "none"
 DEFAULT_INIT = "scratch"
 DEFAULT_COMPILE = "none"
+#: ``compile`` value that evaluates through ``torch.compile`` (``fer_bench.training.compiled``).
+COMPILE_EVAL = "eval"
+COMPILE_CHOICES = (DEFAULT_COMPILE, COMPILE_EVAL)
 #: Fields added after the identity's schema settled: ``to_dict`` writes one only when it
 #: differs from this default, so every identity stored before the field existed keeps its
 #: digest (and its store file) and still reads back.

@@ -38,235 +38,40 @@ variable ``FER_BENCH_<NAME>``; precedence CLI > env > ini > profile > default.
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from fer_bench.plugin_settings import (
+    ALWAYS_PARAMETRISED,
+    AXES,
+    AXES_MARKER,
+    EXPERIMENT_MARKER,
+    OPTIONS,
+    RunSettings,
+    default_models,
+    experiment_of,
+    marker_axes,
+    parse_axis,
+    read_settings,
+)
 from fer_bench.profiles import (
-    CLASSICAL_MODELS,
     DEFAULT_NHOT,
     DEFAULT_SEEDS,
     DEFAULT_SPLITS,
-    PROFILES,
-    STUDY_MODELS,
-    Profile,
-    get_profile,
     parse_int_list,
     parse_name_list,
-    parse_shard,
     select_shard,
 )
 from fer_bench.progress import GridProgress
 
+if TYPE_CHECKING:
+    from fer_bench.plugin_cell import FerCell
+
 CELL_FIXTURE = "fer_cell"
-AXES_MARKER = "fer_axes"
-EXPERIMENT_MARKER = "fer_experiment"
-#: Axis name -> option that sets it. Order = order of the parts of a test id.
-AXES: dict[str, str] = {
-    "model": "models", "variant": "variant", "split": "splits", "seed": "seeds",
-    "loss": "loss", "augmentation": "augmentation", "init": "init", "alignment": "alignment",
-}
-ALWAYS_PARAMETRISED = ("model", "variant", "split", "seed")
-#: name -> (help, is_flag). Each is ``--fer-<name>``, ini ``fer_<name>``, env ``FER_BENCH_<NAME>``.
-OPTIONS: dict[str, tuple[str, bool]] = {
-    "data": ("FERPlus folder or Kaggle fer2013.csv (default: the embedded synthetic set)", False),
-    "models": ("comma list of registered models (default: vgg16,ran,dan,mten when all are "
-               "registered, else vgg16,resnet18,densenet121,mobilenetv2)", False),
-    "nhot": (f"N-hot variants, e.g. 1,3,8 or 1-8 (default {DEFAULT_NHOT})", False),
-    "variant": ("label treatments, e.g. nhot-1,nhot-8 (overrides --fer-nhot; "
-                "`fer-bench list labels`)", False),
-    "splits": (f"test splits (default {DEFAULT_SPLITS}; `fer-bench list splits`)", False),
-    "seeds": (f"seeds, e.g. 0,1,2 or 0-4 (default {DEFAULT_SEEDS})", False),
-    "loss": ("losses, e.g. mse,pld (default: each model's, else mse; `fer-bench list losses`)", False),
-    "augmentation": ("augmentation sets, e.g. none,flip_rot20 (default: the profile's, else the "
-                     "model's, else none; `fer-bench list augmentations`)", False),
-    "init": ("initialisations: scratch, imagenet, file:PATH (default scratch)", False),
-    "alignment": ("face alignment: none, dlib-hog, dlib-cnn (default none; needs the align "
-                  "extra; `fer-bench data align` fills the cache)", False),
-    "epochs": ("epochs per cell (default: the profile's, else the model's, else 40)", False),
-    "device": ("cpu, cuda, cuda:1 ... (default: cuda when available)", False),
-    "results": ("result store folder (default: $FER_BENCH_RESULTS, else ./results)", False),
-    "rerun": ("train every cell even when the result store has it", True),
-    "compile": ("evaluate through torch.compile (inductor): compile=eval in each cell's "
-                "identity, compile seconds recorded apart from epoch time", True),
-    "profile": (f"run profile: {', '.join(p for p in PROFILES if p != 'default')}", False),
-    "shard": ("run shard i of n (i/n): keeps the collected cells at positions p with "
-              "p %% n == i-1", False),
-}
-_TRUE = {"1", "true", "yes", "on"}
-
-
-# --------------------------------------------------------------------------- settings
-@dataclass(frozen=True)
-class RunSettings:
-    """The plugin's options after precedence and parsing.
-
-    ``axes``: axis -> values the user gave explicitly (CLI/env/ini); absent axes fall back
-    to a module's ``fer_axes`` marker, the profile, then the defaults (``axis_values``).
-    """
-
-    profile: Profile
-    profile_chosen: bool
-    data: str | None
-    axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-    epochs: int | None = None
-    device: str | None = None
-    results: str | None = None
-    rerun: bool = False
-    compile: bool = False
-    shard: tuple[int, int] | None = None
-
-    @property
-    def models(self) -> tuple[str, ...] | None:
-        return self.axes.get("model")
-
-
-def raw_option(config: pytest.Config, name: str) -> str | None:
-    """The user's value of option ``name`` as text: CLI, else env, else ini, else None."""
-    cli = config.getoption(f"fer_{name}", default=None)
-    if cli not in (None, False, ""):
-        return "1" if cli is True else str(cli)
-    env = os.environ.get(f"FER_BENCH_{name.upper()}")
-    if env:
-        return env
-    ini = config.getini(f"fer_{name}")
-    return str(ini) if ini not in (None, "", False, []) else None
-
-
-def parse_axis(axis: str, values: Any, *, what: str) -> tuple[Any, ...]:
-    """Text ("1,3,8", "mse, pld") or a list -> validated axis values; ``ConfigError`` names
-    ``what`` (the option or marker) and suggests close names for unknown ones."""
-    from fer_bench.errors import ConfigError
-
-    if isinstance(values, (list, tuple)):
-        items = tuple(values)
-        if not items:
-            raise ConfigError(f"{what}: empty list")
-    elif axis in ("seed", "nhot"):
-        items = parse_int_list(str(values), what=what, low=0 if axis == "seed" else 1,
-                               high=None if axis == "seed" else 8)
-    else:
-        items = parse_name_list(str(values), what=what)
-    if axis == "nhot":
-        from fer_bench.data.variants import nhot_variant
-
-        axis, items = "variant", tuple(nhot_variant(int(n)) for n in items)
-    validate_axis(axis, items, what=what)
-    if axis == "init":
-        from fer_bench.cell import resolve_init
-
-        items = tuple(resolve_init(v) for v in items)
-    return tuple(dict.fromkeys(int(v) if axis == "seed" else v for v in items))
-
-
-def validate_axis(axis: str, values: tuple[Any, ...], *, what: str) -> None:
-    """Raise ``ConfigError`` (or ``ModelError``) for a value no registry knows."""
-    from fer_bench.errors import ConfigError
-
-    if axis in _REGISTRY_OF_AXIS:
-        from fer_bench.listing import registry_of
-
-        registry = registry_of(_REGISTRY_OF_AXIS[axis])
-        for value in values:
-            try:
-                registry.get(str(value))
-            except ConfigError as exc:
-                raise ConfigError(f"{what}: {exc}") from None
-    elif axis == "alignment":
-        from fer_bench.data.alignment import check_alignment
-
-        for value in values:
-            try:
-                check_alignment(str(value))
-            except ConfigError as exc:
-                raise ConfigError(f"{what}: {exc}") from None
-    elif axis == "seed":
-        bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 0]
-        if bad:
-            raise ConfigError(f"{what}: seeds must be whole numbers >= 0, got {bad}")
-
-
-_REGISTRY_OF_AXIS = {"model": "models", "variant": "labels", "split": "splits",
-                     "loss": "losses", "augmentation": "augmentations"}
-
-
-def read_settings(config: pytest.Config) -> RunSettings:
-    """Parse every option; ``ConfigError``/ValueError naming the option on bad input.
-
-    Only called when a test of this run uses ``fer_cell``: a pytest run of another project
-    never has its environment validated.
-    """
-    profile_name = raw_option(config, "profile")
-    profile = get_profile(profile_name)
-    epochs_text = raw_option(config, "epochs")
-    epochs = profile.epochs
-    if epochs_text:
-        if not epochs_text.strip().isdigit() or int(epochs_text) < 1:
-            raise ValueError(f"--fer-epochs: expected one whole number >= 1, got {epochs_text!r}")
-        epochs = int(epochs_text)
-    axes: dict[str, tuple[Any, ...]] = {}
-    for axis, option in AXES.items():
-        text = raw_option(config, option)
-        if axis == "variant" and not text and raw_option(config, "nhot"):
-            axes["variant"] = parse_axis("nhot", raw_option(config, "nhot"), what="--fer-nhot")
-        elif text:
-            axes[axis] = parse_axis(axis, text, what=f"--fer-{option}")
-    shard_text = raw_option(config, "shard")
-    return RunSettings(
-        profile=profile, profile_chosen=bool(profile_name), data=raw_option(config, "data"),
-        axes=axes, epochs=epochs, device=raw_option(config, "device"),
-        results=raw_option(config, "results"),
-        rerun=(raw_option(config, "rerun") or "").lower() in _TRUE,
-        compile=(raw_option(config, "compile") or "").lower() in _TRUE,
-        shard=parse_shard(shard_text) if shard_text else None,
-    )
-
-
-def default_models() -> tuple[str, ...]:
-    """The study's four models when all are registered, else the classical four."""
-    from fer_bench.registry import list_models
-
-    # Import-checked: one broken study-model plugin must not take the default grid down.
-    registered = set(list_models(loadable_only=True))
-    return STUDY_MODELS if set(STUDY_MODELS) <= registered else CLASSICAL_MODELS
-
-
-def marker_axes(node: Any) -> dict[str, tuple[Any, ...]]:
-    """Axis values declared by ``fer_axes`` markers on ``node`` (closest marker wins per axis).
-
-    Keys: an axis name or its option name (``models``, ``splits``, ``seeds``), or ``nhot``
-    (numbers, sugar for ``variant``).
-    """
-    aliases = {option: axis for axis, option in AXES.items()}
-    declared: dict[str, tuple[Any, ...]] = {}
-    for marker in node.iter_markers(AXES_MARKER):
-        for key, values in marker.kwargs.items():
-            axis = aliases.get(key, key)
-            if axis not in AXES and axis != "nhot":
-                raise ValueError(f"@pytest.mark.{AXES_MARKER}: unknown axis {key!r}; valid: "
-                                 f"{', '.join([*AXES, 'nhot'])}")
-            values = list(values) if isinstance(values, (list, tuple)) else [values]
-            parsed = parse_axis(axis, values, what=f"@pytest.mark.{AXES_MARKER}({key}=...)")
-            declared.setdefault("variant" if axis == "nhot" else axis, parsed)
-    return declared
-
-
-def experiment_of(node: Any) -> tuple[str, str]:
-    """(experiment name, title) of a test: its ``fer_experiment`` marker, else the module's
-    name without ``test_`` and the module docstring's first line."""
-    marker = node.get_closest_marker(EXPERIMENT_MARKER)
-    module = getattr(node, "module", None)
-    doc = (getattr(module, "__doc__", None) or "").strip().splitlines()
-    default = getattr(module, "__name__", "").rsplit(".", 1)[-1].removeprefix("test_")
-    if marker is not None:
-        name = marker.args[0] if marker.args else marker.kwargs.get("name", default)
-        return str(name), str(marker.kwargs.get("title", doc[0] if doc else name))
-    return default, doc[0] if doc else default
 
 
 # --------------------------------------------------------------------------- session state
@@ -405,12 +210,12 @@ class FerBenchSession:
 
 
 SESSION = pytest.StashKey[FerBenchSession]()
+#: (CellRecord, from_store) of a test's cell, set by ``FerCell.run``.
 RECORD = pytest.StashKey[tuple[Any, bool]]()
 
 
 def session_of(config: pytest.Config) -> FerBenchSession:
     return config.stash[SESSION]
-
 
 # --------------------------------------------------------------------------- hooks
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -516,48 +321,10 @@ def fer_datasets(pytestconfig: pytest.Config) -> Any:
     (``clean.alignment``): it runs, or reads its cache, once per session (on a profile
     subset, only that subset's rows when the whole source has no cache); a failure (e.g.
     dlib missing: ``AlignError`` with the install hint) is raised again for every later
-    cell without trying again."""
-    from fer_bench.data.alignment import NO_ALIGNMENT, align_clean, align_source, with_alignment
-    from fer_bench.data.cache import load_dataset
-    from fer_bench.data.clean import clean, subset
+    cell of the same data without trying again (``fer_bench.plugin_cell.SessionData``)."""
+    from fer_bench.plugin_cell import SessionData
 
-    state = session_of(pytestconfig)
-    loaded: list[Any] = []
-    by_rule: dict[str, Any] = {}
-    subsetted: set[str] = set()
-    sources: dict[str, Any] = {}                  # aligner -> AlignResult of the whole source
-    aligned: dict[tuple[str, str], Any] = {}      # (rule, aligner) -> CleanDataset
-    failed: dict[str, BaseException] = {}         # aligner -> its error
-
-    def dataset(rule: str = "study", aligner: str = NO_ALIGNMENT) -> Any:
-        if rule not in by_rule:
-            if not loaded:
-                loaded.append(load_dataset(state.settings.data))
-            data = clean(loaded[0], rule)
-            profile = state.settings.profile
-            if profile.subset is not None and profile.subset < len(data):
-                data = subset(data, profile.subset, seed=profile.subset_seed)
-                subsetted.add(rule)
-            by_rule[rule] = data
-            state.data_label = data.label
-            if rule == "study" or not state.dataset_fingerprint:
-                state.dataset_fingerprint = data.fingerprint
-        if aligner == NO_ALIGNMENT:
-            return by_rule[rule]
-        if (rule, aligner) not in aligned:
-            if aligner in failed:
-                raise failed[aligner]
-            try:
-                if aligner not in sources and rule not in subsetted:
-                    sources[aligner] = align_source(loaded[0], aligner)
-                result = align_clean(loaded[0], by_rule[rule], aligner,
-                                     result=sources.get(aligner), rows_only=True)
-            except Exception as exc:
-                failed[aligner] = exc
-                raise
-            aligned[(rule, aligner)] = with_alignment(by_rule[rule], result)
-        return aligned[(rule, aligner)]
-    return dataset
+    return SessionData(session_of(pytestconfig))
 
 
 @pytest.fixture(scope="session")
@@ -579,17 +346,18 @@ def fer_store(pytestconfig: pytest.Config) -> Any:
 def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, fer_split: str,
              fer_seed: int, fer_loss: str | None, fer_augmentation: str | None, fer_init: Any,
              fer_alignment: str, fer_datasets: Any, fer_store: Any) -> FerCell:
-    """One cell, ready to ``run(benchmark)``, on the data cleaned by the rule its label
-    treatment and split need (with its aligner's output when it has one); skipped when its
+    """One cell (``fer_bench.plugin_cell.FerCell``), ready to ``run(benchmark)``, on the
+    data cleaned by the rule its label treatment and split need (with its aligner's output when it has one); skipped when its
     model cannot take an axis value (e.g. ``init=imagenet`` for a model without ImageNet
     weights). An aligner that cannot run (dlib or a model file missing) fails the cell
     with the install hint."""
-    from fer_bench.cell import resolve_init
-    from fer_bench.data.alignment import cell_alignment, parse_cell_alignment
+    from fer_bench.cell import DEFAULT_ALIGNMENT, resolve_init
+    from fer_bench.config import COMPILE_EVAL
+    from fer_bench.data.alignment import resolve_alignment
     from fer_bench.errors import CellSkipped, ConfigError, FerBenchError
+    from fer_bench.plugin_cell import FerCell
     from fer_bench.registry import get_model
     from fer_bench.tasks import cleaning_rule
-    from fer_bench.training.augment import AUGMENTATIONS
     from fer_bench.training.runner import check_init, default_device, resolve_cell, resolve_config
 
     state = session_of(request.config)
@@ -606,12 +374,10 @@ def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, f
         pytest.skip(str(exc))
     config = resolve_config(spec, epochs=settings.epochs, loss=fer_loss,
                             augmentation=fer_augmentation, init=init.name,
-                            compile="eval" if settings.compile else None)
+                            compile=COMPILE_EVAL if settings.compile else None)
     try:
-        alignment = cell_alignment(str(fer_alignment),
-                                   landmarks=bool(AUGMENTATIONS.get(config.augmentation).needs))
-        use = parse_cell_alignment(alignment)
-        fer_dataset = fer_datasets(rule, use.aligner if use is not None else "none")
+        alignment, use = resolve_alignment(str(fer_alignment), config.augmentation)
+        fer_dataset = fer_datasets(rule, DEFAULT_ALIGNMENT if use is None else use.aligner)
     except FerBenchError as exc:   # AlignError: dlib or a model file missing
         pytest.fail(f"fer_bench: {exc}", pytrace=False)
     state.device = settings.device or default_device()
@@ -621,93 +387,6 @@ def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, f
     experiment, title = experiment_of(request.node)
     state.experiments.setdefault(experiment, title)
     return FerCell(cell, spec, init.path, fer_dataset, fer_store, state, request.node, experiment)
-
-
-# --------------------------------------------------------------------------- one cell
-def feed_epoch_times(benchmark: Any, epoch_times_s: list[float]) -> bool:
-    """Make each epoch's training time (seconds) one pytest-benchmark round.
-
-    pytest-benchmark 5.x has no public way to hand it durations measured elsewhere, and its
-    ``pedantic`` calls the target only once when benchmarking is disabled (and under
-    xdist), which would change how many epochs train. So the cell is trained first and its
-    epoch times are fed here, the ONE place that touches private API:
-    ``_make_stats(iterations)`` creates and registers the stats that go into the JSON,
-    ``Metadata.update(seconds)`` adds a round, ``_mode`` marks the fixture as used (else it
-    warns "not used at all" and would accept a second use).
-    ``tests/test_plugin.py::test_feed_epoch_times_uses_pytest_benchmark_internals`` breaks
-    if pytest-benchmark changes them. Returns True when rounds were recorded.
-    """
-    benchmark._mode = "fer_bench.feed_epoch_times"
-    if not benchmark.enabled or not epoch_times_s:
-        return False
-    stats = benchmark._make_stats(1)
-    for seconds in epoch_times_s:
-        stats.update(float(seconds))
-    return True
-
-
-@dataclass
-class FerCell:
-    """One cell as a test sees it: its identity ``cell`` (``fer_bench.cell.Cell``) and ``run``."""
-
-    cell: Any                 # cell.Cell
-    spec: Any                 # registry.ModelSpec
-    init_path: Any            # Path of a local weights file, or None
-    dataset: Any              # CleanDataset
-    store: Any                # ResultStore
-    state: FerBenchSession
-    node: pytest.Item
-    experiment: str = ""
-
-    @property
-    def id(self) -> str:
-        return self.cell.id
-
-    @property
-    def config(self) -> Any:
-        """The cell's recipe (``TrainConfig``)."""
-        return self.cell.recipe
-
-    def run(self, benchmark: Any | None = None) -> Any:
-        """Train (or load) the cell and report it; returns its ``CellRecord``.
-
-        Timing: each epoch's training seconds become one benchmark round, so
-        ``stats.rounds == epochs``. A cell taken from the store feeds its *stored* epoch
-        times (``extra_info["from_store"] is True``, ``"timing": "stored"``); the store only
-        serves a record of the same device type and precision. A failed cell is recorded,
-        then its test fails with the error; the grid goes on.
-        """
-        from fer_bench.errors import CellSkipped, FerBenchError
-        from fer_bench.training.runner import get_or_run_cell
-
-        settings, progress = self.state.settings, self.state.progress
-        progress.start_cell(self.id)
-        try:
-            record, from_store = get_or_run_cell(
-                self.store, self.spec, self.dataset, self.cell, device=self.state.device,
-                rerun=settings.rerun, on_epoch=progress.on_epoch,
-                profile=settings.profile.name if settings.profile_chosen else "",
-                init_path=self.init_path, experiment=self.experiment)
-        except CellSkipped as exc:
-            pytest.skip(str(exc))
-        except FerBenchError as exc:   # e.g. a split this data cannot build: one line, no traceback
-            pytest.fail(f"{self.id}: {exc}", pytrace=False)
-        record.experiment = self.experiment   # the same cell may serve several experiments
-        self.node.stash[RECORD] = (record, from_store)
-        if benchmark is not None:
-            benchmark.group = f"{self.experiment}-{self.cell.split}-{self.cell.model}"
-            benchmark.extra_info.update({
-                "fer_bench": record.to_dict(), "from_store": from_store, "cell_id": record.cell_id,
-                "experiment": self.experiment, "profile": settings.profile.name,
-                "timing": "stored" if from_store else "measured",
-            })
-            fed = feed_epoch_times(benchmark, record.epoch_times_s)
-            if benchmark.enabled and not fed:
-                self.state.untimed.append(record.to_dict())
-        progress.finish_cell(record, from_store)
-        if record.status != "ok":
-            pytest.fail(f"{record.cell_id} failed: {record.error}", pytrace=False)
-        return record
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -199,3 +199,32 @@ def write_ferplus_folder(root: Path, n: int = 700) -> Path:
             writer.writerow([usage, name, *raw.votes[i].tolist()])
             Image.fromarray(raw.images[i], mode="L").save(root / USAGE_FOLDERS[usage] / name)
     return root
+
+
+# ----------------------------------------------------------------------------- drawn faces
+def rotation_about(center: np.ndarray, degrees: float, scale: float = 1.0) -> np.ndarray:
+    """2x3 matrix: rotate by ``degrees`` (clockwise on screen, y down) and scale about ``center``."""
+    t = np.radians(degrees)
+    a = scale * np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+    return np.hstack([a, (center - a @ center)[:, None]])
+
+
+def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def draw_face(left: np.ndarray, right: np.ndarray, mouth: np.ndarray, size: int = 48) -> np.ndarray:
+    """Light background, a dark Gaussian blob (sigma 1.3 px) at each eye and the mouth."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+    image = np.full((size, size), 200.0)
+    for (x, y), depth in ((left, 150), (right, 150), (mouth, 120)):
+        image -= depth * np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 1.3 ** 2))
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
+def blob_centre(image: np.ndarray, near: np.ndarray, radius: int = 5) -> np.ndarray:
+    """Darkness-weighted centroid of the blob within ``radius`` px of ``near``."""
+    ys, xs = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    window = (xs - near[0]) ** 2 + (ys - near[1]) ** 2 <= radius ** 2
+    weight = np.clip(190.0 - image.astype(np.float64), 0, None) * window
+    return np.array([(weight * xs).sum(), (weight * ys).sum()]) / weight.sum()

@@ -12,17 +12,15 @@ import torch
 
 from fer_bench.data.align import eye_angle
 from fer_bench.errors import ConfigError
-from fer_bench.training.augment import (
+from fer_bench.training.adaptive import (
     ADAPTIVE_TEMPLATE,
-    AUGMENTATIONS,
     DEFAULT_ADAPTIVE,
     adaptive_name,
     adaptive_plan,
     adaptive_size,
-    hflip,
-    rotate,
 )
-from tests.test_align import apply, blob_centre, draw_face, rotation_about
+from fer_bench.training.augment import AUGMENTATIONS, hflip, rotate
+from tests.cells import apply, blob_centre, draw_face, rotation_about
 
 NAN = float("nan")
 

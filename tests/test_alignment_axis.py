@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from fer_bench.data.alignment import (
     aligner_token,
     cell_alignment,
     parse_cell_alignment,
+    resolve_alignment,
     with_alignment,
 )
 from fer_bench.data.clean import clean, subset
@@ -29,7 +31,7 @@ from fer_bench.data.synthetic import make_synthetic
 from fer_bench.errors import ConfigError
 from fer_bench.record import CellRecord
 from fer_bench.tasks import build_task_data
-from fer_bench.training.augment import DEFAULT_ADAPTIVE
+from fer_bench.training.adaptive import DEFAULT_ADAPTIVE
 from tests.cells import needs_dlib, needs_models, run_smoke_grid, tiny_model_project
 
 pytest_plugins = ["pytester"]
@@ -48,7 +50,7 @@ def fake_alignment(data, token="dlib-hog-0123abcd"):
     images = data.images.copy()
     images[aligned] = 255 - images[aligned]
     inclination = np.where(aligned, (np.arange(n) % 7) * 3.0, np.nan).astype(np.float32)
-    return CleanAlignment(token, token.rsplit("-", 1)[0], images, aligned, inclination)
+    return CleanAlignment(token, images, aligned, inclination)
 
 
 def a_cell(data, alignment="none", augmentation="none"):
@@ -62,7 +64,7 @@ def a_cell(data, alignment="none", augmentation="none"):
 
 
 # ----------------------------------------------------------------------------- identity
-@needs_models
+@needs_dlib
 def test_cell_alignment_carries_the_aligner_settings():
     token = aligner_token("dlib-hog")
     assert token.startswith("dlib-hog-") and len(token) == len("dlib-hog-") + 8
@@ -78,6 +80,62 @@ def test_cell_alignment_carries_the_aligner_settings():
         cell_alignment("dlib-hgo")
     with pytest.raises(ConfigError, match="expected 'none'"):
         parse_cell_alignment("dlib-hog")
+    assert resolve_alignment("none", "none") == ("none", None)
+    landmarks, use = resolve_alignment("none", DEFAULT_ADAPTIVE)
+    assert landmarks == f"landmarks-{token}" and use == parse_cell_alignment(landmarks)
+    assert resolve_alignment("dlib-hog", "none") == (token, parse_cell_alignment(token))
+
+
+@needs_dlib
+def test_aligner_token_changes_with_the_dlib_version(monkeypatch):
+    import dlib
+
+    token = aligner_token("dlib-hog")
+    monkeypatch.setattr(dlib, "__version__", "0.0.0-other", raising=False)
+    assert ALIGNERS.get("dlib-hog").key()["dlib"] == "0.0.0-other"
+    assert aligner_token("dlib-hog") != token
+
+
+def test_alignment_memo_keeps_each_failure_under_what_failed(small_clean, monkeypatch):
+    """A source's failure is raised again for every cleaned data of it without trying
+    again; one cleaned data's DataError is not raised for another cleaned data."""
+    from types import SimpleNamespace
+
+    from fer_bench.data import alignment as module
+    from fer_bench.errors import AlignError, DataError
+
+    raw = make_synthetic(400, seed=1)
+    calls = []
+
+    def fake_source(source, aligner, names=None, **kwargs):
+        calls.append(aligner)
+        if aligner == "broken":
+            raise AlignError("face alignment needs dlib")
+        n = len(source)
+        return SimpleNamespace(names=source.names, images=source.images,
+                               aligned=np.ones(n, bool), inclination=np.zeros(n, np.float32))
+
+    monkeypatch.setattr(module, "align_source", fake_source)
+    monkeypatch.setattr(module, "aligner_token", lambda aligner: f"{aligner}-0123abcd")
+    memo = module.AlignmentMemo()
+    first = memo.aligned(raw, small_clean, "dlib-hog")
+    assert first.alignment.token == "dlib-hog-0123abcd" and first.fingerprint == small_clean.fingerprint
+    assert memo.aligned(raw, small_clean, "dlib-hog") is first
+    names = small_clean.names.copy()
+    names[0] = "not-in-the-source.png"
+    stranger = replace(small_clean, names=names, fingerprint="stranger")
+    for _ in range(2):
+        with pytest.raises(DataError, match="not-in-the-source.png"):
+            memo.aligned(raw, stranger, "dlib-hog")
+    part = subset(small_clean, 100, seed=2)
+    assert len(memo.aligned(raw, part, "dlib-hog", rows_only=True).alignment) == 100
+    assert calls == ["dlib-hog"]                         # the source aligned once
+    for data in (small_clean, part):
+        with pytest.raises(AlignError, match="needs dlib"):
+            memo.aligned(raw, data, "broken")
+    assert calls == ["dlib-hog", "broken"]               # not tried again
+    with pytest.raises(DataError, match=r"'dlib-hog-0123abcd' has 100 images.*has \d+"):
+        with_alignment(small_clean, first.alignment.take(np.arange(100)))
 
 
 # ----------------------------------------------------------------------------- task data

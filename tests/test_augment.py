@@ -8,7 +8,6 @@ import torch
 
 from fer_bench.training.augment import (
     AUGMENTATIONS,
-    expand_static,
     hflip,
     rotate,
     to_model_input,
@@ -61,7 +60,7 @@ def test_rotate_in_chunks_equals_one_pass(faces):
 def test_expand_sizes_targets_and_blocks(faces, name):
     """The fixed-size sets (the adaptive ones, which need landmarks: test_adaptive_augment)."""
     images, targets = faces
-    out_images, out_targets = expand_static(images, targets, name, seed=0)
+    out_images, out_targets = AUGMENTATIONS.get(name).apply(images, targets, 0)
     factor = AUGMENTATIONS.get(name).multiple
     count = images.shape[0]
     assert out_images.shape == (factor * count, 48, 48) and out_images.dtype == torch.uint8
@@ -79,9 +78,10 @@ def test_expand_sizes_targets_and_blocks(faces, name):
 
 def test_expand_deterministic_and_seeded(faces):
     images, targets = faces
-    first, _ = expand_static(images, targets, "flip_rr", seed=3)
-    again, _ = expand_static(images, targets, "flip_rr", seed=3)
-    other, _ = expand_static(images, targets, "flip_rr", seed=4)
+    flip_rr = AUGMENTATIONS.get("flip_rr")
+    first, _ = flip_rr.apply(images, targets, 3)
+    again, _ = flip_rr.apply(images, targets, 3)
+    other, _ = flip_rr.apply(images, targets, 4)
     assert torch.equal(first, again)
     assert not torch.equal(first, other)
 
@@ -89,7 +89,7 @@ def test_expand_deterministic_and_seeded(faces):
 def test_unknown_augmentation_lists_valid_names(faces):
     images, targets = faces
     with pytest.raises(ValueError, match="flip_rot20"):
-        expand_static(images, targets, "mixup", seed=0)
+        AUGMENTATIONS.get("mixup").apply(images, targets, 0)
 
 
 def test_to_model_input_scales_and_resizes(faces):

@@ -1,20 +1,22 @@
-"""The CPU fast paths of the batch data ops (fer_bench.training.augment): one thread for
-batch-sized ops, the row select + column gather of ``random_flip_shift``; results
+"""The CPU fast paths of the batch data ops (fer_bench.training.augment, .device): one
+thread for batch-sized ops, the row select + column gather of ``random_flip_shift``; results
 bit-identical."""
 
 from __future__ import annotations
 
 import torch
 
-from fer_bench.training import augment
+from fer_bench.training import device
 from fer_bench.training.augment import (
-    ONE_THREAD_MAX_ELEMENTS,
     hflip,
-    one_thread_for_small,
     random_flip_shift,
     rotate,
-    select_batch,
     to_model_input,
+)
+from fer_bench.training.device import (
+    ONE_THREAD_MAX_ELEMENTS,
+    one_thread_for_small,
+    select_batch,
 )
 
 
@@ -68,7 +70,7 @@ def test_one_thread_gives_bit_identical_batches(monkeypatch):
     try:
         for count, limit in ((2, ONE_THREAD_MAX_ELEMENTS), (2, 0), (1, 0)):   # fast path, then none
             torch.set_num_threads(count)
-            monkeypatch.setattr(augment, "ONE_THREAD_MAX_ELEMENTS", limit)
+            monkeypatch.setattr(device, "ONE_THREAD_MAX_ELEMENTS", limit)
             outputs.append((hflip(images), rotate(images, angles), to_model_input(images, 48, True),
                             to_model_input(images, 64), to_model_input(images, 24),
                             random_flip_shift(images, 4, torch.Generator().manual_seed(1)),

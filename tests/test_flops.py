@@ -123,6 +123,11 @@ def test_flop_rate_against_the_bf16_peak():
                         train_images_per_s=9900.0)
     assert flop_rate_text(record) == ("training 9.90 TFLOP/s = 1.0% of the H200's dense bf16 "
                                       "peak (989.50 TFLOP/s)")
+    assert peak_bf16_flops("NVIDIA L40")[0] == "L40" and peak_bf16_flops("NVIDIA L4")[0] == "L4"
+    fp32 = CellRecord(cell=Cell(model="m", variant="nhot-8", split="ordinary", seed=0,
+                                recipe=TrainConfig(), device_type="cuda", precision="fp32"),
+                      device_name="NVIDIA H200", train_flops_per_image=10**9, train_images_per_s=9900.0)
+    assert flop_rate_text(fp32) == "training 9.90 TFLOP/s (fp32: no bf16 peak share)"
     cpu = CellRecord(cell=Cell(model="m", variant="nhot-8", split="ordinary", seed=0,
                                recipe=TrainConfig()),
                      device_name="x86_64", train_flops_per_image=34_000_000, train_images_per_s=500.0)

@@ -19,7 +19,7 @@ import torch._dynamo  # noqa: F401
 
 import fer_bench.registry
 import fer_bench.training.runner  # noqa: F401
-from fer_bench.plugin import feed_epoch_times
+from fer_bench.plugin_cell import feed_epoch_times
 from tests.cells import BASE_ARGS
 
 pytest_plugins = ["pytester"]
@@ -205,7 +205,7 @@ def test_plugin_is_silent_without_its_fixtures(pytester):
 def test_feed_epoch_times_uses_pytest_benchmark_internals(pytester):
     """Breaks when pytest-benchmark changes the private API ``feed_epoch_times`` relies on."""
     pytester.makepyfile(test_feed="""
-from fer_bench.plugin import feed_epoch_times
+from fer_bench.plugin_cell import feed_epoch_times
 from tests.cells import BASE_ARGS
 
 def test_feed(benchmark):

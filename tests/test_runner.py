@@ -79,7 +79,7 @@ def test_record_holds_every_field(two_epoch_record, task_data):
     assert record.config == config.to_dict() and record.cell == task_data.cell.with_axes(recipe=config)
     assert record.config["lr"] == 3e-3 and record.config["batch_size"] == TINY_BATCH
     assert record.profile == "unit"
-    assert set(record.versions) == {"fer_bench", "torch", "timm", "numpy", "python"}
+    assert set(record.versions) - {"dlib"} == {"fer_bench", "torch", "timm", "numpy", "python"}
     assert datetime.fromisoformat(record.started_at) <= datetime.fromisoformat(record.finished_at)
     # survives the JSON round trip of the store
     assert CellRecord.from_dict(record.to_dict()) == record

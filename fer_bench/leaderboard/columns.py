@@ -17,7 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from fer_bench.leaderboard.rows import NHOT_SECTION, RowSummary
+from fer_bench.leaderboard.alignment import aligned_text, flags_text, has_flags, unaligned_text
+from fer_bench.leaderboard.rows import MISSING, NHOT_SECTION, RowSummary
 from fer_bench.leaderboard.stats import (
     SINGLE_RUN,
     TABLE2_THRESHOLD,
@@ -32,7 +33,6 @@ COMPARISON = "comparison"
 COST = "cost"
 PARTS = (ACCURACY, COMPARISON, COST)
 FAILED = "failed"
-MISSING = "—"
 
 SEEDS_COLUMN = "seeds"
 BEST_COLUMN = "best N"
@@ -163,20 +163,6 @@ def _has_literature(rows: Sequence[RowSummary]) -> bool:
     return has_literature(rows)
 
 
-def _alignment(name: str) -> Callable[[RowSummary], str]:
-    def value(row: RowSummary) -> str:
-        from fer_bench.leaderboard import alignment
-
-        return getattr(alignment, name)(row)
-    return value
-
-
-def _has_alignment_flags(rows: Sequence[RowSummary]) -> bool:
-    from fer_bench.leaderboard.alignment import has_flags
-
-    return has_flags(rows)
-
-
 def has_eight_vs_one(rows: Sequence[RowSummary]) -> bool:
     """The 8-hot vs 1-hot columns show when some row has both cells."""
     return any(row.at(1) is not None and row.at(8) is not None for row in rows)
@@ -205,12 +191,10 @@ COLUMNS: list[Column] = [
       for i, name in enumerate(TABLE2_COLUMNS)),
     Column(SEEDS_COLUMN, _seeds),
     # issue 11: honest accuracy on the test faces the aligner aligned / could not align
-    Column(ALIGNED_COLUMN, _alignment("aligned_text"), experiments=("alignment",),
-           when=_has_alignment_flags),
-    Column(UNALIGNED_COLUMN, _alignment("unaligned_text"), experiments=("alignment",),
-           when=_has_alignment_flags),
-    Column(ALIGNED_FLAGS_COLUMN, _alignment("flags_text"), experiments=("alignment",),
-           when=_has_alignment_flags, text=True),
+    Column(ALIGNED_COLUMN, aligned_text, experiments=("alignment",), when=has_flags),
+    Column(UNALIGNED_COLUMN, unaligned_text, experiments=("alignment",), when=has_flags),
+    Column(ALIGNED_FLAGS_COLUMN, flags_text, experiments=("alignment",), when=has_flags,
+           text=True),
     Column(LITERATURE_COLUMN, _literature_accuracy, experiments=(NHOT_SECTION,), when=_has_literature,
            text=True),
     Column(BEST_COLUMN, lambda row: MISSING if row.best_n is None else str(row.best_n),

@@ -19,11 +19,10 @@ import pandas as pd
 
 from fer_bench.config import DEFAULT_LOSS
 from fer_bench.data.literature import BARSOUM_2016, PAPER_NAME, SPLIT_NAME
-from fer_bench.leaderboard.rows import RowSummary, label_rows, row_identity
+from fer_bench.leaderboard.rows import MISSING, RowSummary, label_rows, row_identity
 from fer_bench.leaderboard.stats import mean_ci
 from fer_bench.record import CellRecord
 
-MISSING = "—"
 #: Barsoum et al.'s table order (majority, multi-label, probability, cross-entropy).
 MODE_ORDER = ("ms-majority", "ms-multitarget", "ms-probability", "ms-crossentropy")
 SHORT_NAME = {"ms-majority": "maj", "ms-multitarget": "multi", "ms-probability": "prob",

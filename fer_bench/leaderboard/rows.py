@@ -28,6 +28,8 @@ from fer_bench.errors import DataError, FerBenchError
 from fer_bench.leaderboard.stats import CellSummary, GainSummary, compare_cells, summarise_cell
 from fer_bench.record import CellRecord
 
+#: The text of an empty table cell (no value, no record), in every leaderboard table.
+MISSING = "—"
 #: The axes a row does not hold fixed: it averages over seeds, and shows variants as
 #: columns and splits as separate tables.
 ROW_FREE_AXES = ("seed", "variant", "split")
@@ -140,6 +142,9 @@ class RowSummary:
     #: Every record of the leaderboard (all sections), for columns that set a row beside
     #: another experiment (e.g. the literature protocol); empty outside ``summarize_sections``.
     context: list[CellRecord] = field(default_factory=list, repr=False)
+    #: Values several columns derive from the finished row, computed once on first use
+    #: (e.g. ``leaderboard.alignment.split_accuracy``).
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def nhot_cells(self) -> dict[int, CellSummary]:
         """N -> cell for the row's ``nhot-N`` variants."""

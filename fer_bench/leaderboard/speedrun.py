@@ -26,14 +26,19 @@ from itertools import accumulate
 
 import pandas as pd
 
-from fer_bench.leaderboard.rows import RowSummary, label_rows, row_identity, variant_column
+from fer_bench.leaderboard.rows import (
+    MISSING,
+    RowSummary,
+    label_rows,
+    row_identity,
+    variant_column,
+)
 from fer_bench.record import CellRecord
 
 #: Validation accuracies (fractions) of the ladder.
 LADDER = (0.60, 0.70, 0.75, 0.80, 0.85)
 #: The leaderboard section (``fer_experiment`` name) that gets the table.
 SECTION = "speedrun"
-MISSING = "—"
 NOT_REACHED = "not reached"
 #: Accuracies are ratios of counts; a rung "reached" allows for their float rounding.
 _TOLERANCE = 1e-9

@@ -56,6 +56,28 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, float(scipy_stats.t.ppf((1.0 + confidence) / 2.0, array.size - 1)) * sem
 
 
+def _paired_differences(a_by_seed: Mapping[int, float],
+                        b_by_seed: Mapping[int, float]) -> np.ndarray:
+    """a - b over the seeds both have, in seed order [n]; ValueError when they share none."""
+    seeds = sorted(set(a_by_seed) & set(b_by_seed))
+    if not seeds:
+        raise ValueError("paired_gain: the two cells share no seed")
+    return np.array([a_by_seed[s] - b_by_seed[s] for s in seeds], dtype=float)
+
+
+def _t_testable(differences: np.ndarray) -> bool:
+    """The paired t-test (and its interval) needs n >= 3 and some spread: equal differences
+    up to float noise (e.g. 0.9-0.8 vs 1.0-0.9) leave the t statistic undefined."""
+    return differences.size >= 3 and float(np.ptp(differences)) > 1e-12
+
+
+def _paired_t_pvalue(differences: np.ndarray) -> float | None:
+    """Two-sided paired t-test p-value of ``differences`` [n] (None unless ``_t_testable``)."""
+    if not _t_testable(differences):
+        return None
+    return float(scipy_stats.ttest_1samp(differences, 0.0).pvalue)
+
+
 def paired_gain(best_by_seed: Mapping[int, float],
                 base_by_seed: Mapping[int, float]) -> tuple[float, float | None]:
     """Mean paired difference (best - base) over the seeds both have, and its p-value.
@@ -64,17 +86,8 @@ def paired_gain(best_by_seed: Mapping[int, float],
     ``None`` when every difference is equal (zero variance: the t statistic is undefined).
     Raises ValueError when the two have no seed in common.
     """
-    seeds = sorted(set(best_by_seed) & set(base_by_seed))
-    if not seeds:
-        raise ValueError("paired_gain: the two cells share no seed")
-    best = np.array([best_by_seed[s] for s in seeds], dtype=float)
-    base = np.array([base_by_seed[s] for s in seeds], dtype=float)
-    differences = best - base
-    gain = float(differences.mean())
-    # equal differences up to float noise (e.g. 0.9-0.8 vs 1.0-0.9) have no variance
-    if len(seeds) < 3 or np.ptp(differences) <= 1e-12:
-        return gain, None
-    return gain, float(scipy_stats.ttest_rel(best, base).pvalue)
+    differences = _paired_differences(best_by_seed, base_by_seed)
+    return float(differences.mean()), _paired_t_pvalue(differences)
 
 
 def mcnemar(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
@@ -188,15 +201,14 @@ def summarise_cell(variant: str, records: Iterable[CellRecord],
     return cell
 
 
-def gain_interval(differences: Sequence[float], comparisons: int = 1,
-                  confidence: float = 0.95) -> tuple[float, float] | None:
-    """(low, high) t interval of the mean of ``differences`` [n] at ``confidence``
-    Bonferroni-matched for ``comparisons`` (1 - (1 - confidence) / comparisons); None when
-    n < 3 (as for the t-test: 1 degree of freedom is too weak) or the differences have no
-    spread."""
-    if len(differences) < 3 or np.ptp(np.asarray(differences, dtype=float)) <= 1e-12:
+def gain_interval(differences: Sequence[float], comparisons: int = 1) -> tuple[float, float] | None:
+    """(low, high) t interval of the mean of ``differences`` [n] at 95%, Bonferroni-matched
+    for ``comparisons`` (level 1 - 0.05 / comparisons); None when the t-test could not run
+    (n < 3, or no spread: ``_t_testable``)."""
+    array = np.asarray(differences, dtype=float)
+    if not _t_testable(array):
         return None
-    mean, half = mean_ci(differences, 1.0 - (1.0 - confidence) / comparisons)
+    mean, half = mean_ci(array, 1.0 - 0.05 / comparisons)
     return mean - half, mean + half
 
 
@@ -216,10 +228,11 @@ def compare_cells(a: CellSummary, b: CellSummary, comparisons: int = 1) -> GainS
     def adjusted(p_value: float | None) -> float | None:
         return None if p_value is None else min(1.0, p_value * comparisons)
 
-    gain, p_value = paired_gain(a.honest_by_seed(), b.honest_by_seed())
-    ci = gain_interval([a.ok[s].acc_honest - b.ok[s].acc_honest for s in seeds], comparisons)
+    differences = _paired_differences(a.honest_by_seed(), b.honest_by_seed())
+    gain = float(differences.mean())
     if len(seeds) >= 3:
-        return GainSummary(gain, adjusted(p_value), "paired t", len(seeds), comparisons, seeds, ci)
+        return GainSummary(gain, adjusted(_paired_t_pvalue(differences)), "paired t", len(seeds),
+                           comparisons, seeds, gain_interval(differences, comparisons))
     if len(seeds) == 1:
         ra, rb = a.ok[seeds[0]], b.ok[seeds[0]]
         if not ra.test_correct or not rb.test_correct:
@@ -227,7 +240,7 @@ def compare_cells(a: CellSummary, b: CellSummary, comparisons: int = 1) -> GainS
         p_value = mcnemar_cells(ra, rb)
         method = f"McNemar {mcnemar_method(ra.correct(), rb.correct())}"
         return GainSummary(gain, adjusted(p_value), method, 1, comparisons, seeds)
-    return GainSummary(gain, None, "n<3", len(seeds), comparisons, seeds, ci)
+    return GainSummary(gain, None, "n<3", len(seeds), comparisons, seeds)
 
 
 def epoch_statistics(test_acc: Sequence[float],

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fer_bench.leaderboard.columns import test_text
+from fer_bench.leaderboard.columns import gain_text, interval_text, test_text
 from fer_bench.leaderboard.rows import NHOT_SECTION, RowSummary, section_name, summarize
 from fer_bench.leaderboard.stats import GainSummary
 from fer_bench.record import CellRecord
@@ -19,10 +19,6 @@ from fer_bench.record import CellRecord
 #: The study's claimed N-hot gain over 1-hot, in points (report 4.4).
 STUDY_CLAIM_POINTS = (2.0, 4.0)
 TITLE = "Summary: does N-hot training beat 1-hot? (computed from the rows below)"
-
-
-def _points(value: float) -> str:
-    return f"{100 * value:+.2f}"
 
 
 def verdict(gain: GainSummary) -> str:
@@ -50,18 +46,18 @@ def row_line(row: RowSummary) -> str | None:
     one, eight, gain = row.at(1), row.at(8), row.eight_vs_one
     if one is None or eight is None or gain is None or gain.gain is None:
         return None
-    ci = "" if gain.ci is None else f", 95% CI [{_points(gain.ci[0])}, {_points(gain.ci[1])}]"
+    ci = "" if gain.ci is None else f", 95% CI {interval_text(gain)}"
     p = "" if gain.p_value is None else f", p = {gain.p_value:.3g} ({test_text(gain)})"
     means = (f"1-hot {100 * one.mean:.2f}%, 8-hot {100 * eight.mean:.2f}% "
              f"(means over {len(one.ok)} / {len(eight.ok)} seeds)")
     best = ""
     if row.best_n is not None and row.gain is not None and row.gain.gain is not None:
         tested = "" if row.gain.p_value is None else f", p = {row.gain.p_value:.3g} ({test_text(row.gain)})"
-        best = f"; best N = {row.best_n} ({_points(row.gain.gain)} points{tested})"
+        best = f"; best N = {row.best_n} ({gain_text(row.gain)} points{tested})"
     present = ", ".join(str(n) for n in sorted(row.nhot_cells()))
     epochs = row.identity.get("epochs")
     trained = f", {epochs} epochs" if epochs else ""
-    return (f"- **{row.label}{trained}, {row.split} split**: 8-hot vs 1-hot **{_points(gain.gain)} points**"
+    return (f"- **{row.label}{trained}, {row.split} split**: 8-hot vs 1-hot **{gain_text(gain)} points**"
             f"{ci}{p}, {gain.n_seeds} paired seeds; {means}{best}. N present: {present}. "
             f"*{verdict(gain)}.*")
 

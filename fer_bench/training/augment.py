@@ -12,19 +12,9 @@ flip_rot<T>    Base + Flip + Rotate +T + Rotate -T  (T in 10/20/30/40)     4x
 flip_rr        Base + Flip + Rotate +a_i + Rotate -b_i, a_i, b_i ~ U[10,30] 4x
 =============  =========================================================  ======
 
-Adaptive sets (report 5.3.2, proposed there, never run) choose each image's copies from
-the inclination of its eye line (``meta["inclination"]``, degrees, positive = the face is
-turned clockwise on screen, NaN without landmarks): the family ``adaptive_x1=<X1>_x2=<X2>``
-(any well-formed name works, e.g. ``adaptive_x1=2.5_x2=20``; ``DEFAULT_ADAPTIVE`` is
-registered up front) gives
-
-* |inclination| < X1: Base + Rotate +-20 (no flip: the mirror of a level face adds little);
-* X1 <= |inclination| <= X2: Base + Flip + Rotate +-20 (the full set);
-* |inclination| > X2: Base + Flip + one Rotate 20 *away from the tilt* (towards upright:
-  counter-clockwise, +20 here, for a face turned clockwise), never one that tilts it further;
-* no landmarks (NaN): the full set, as ``flip_rot20``.
-
-Between 3x and 4x; ``adaptive_size`` counts it for given inclinations.
+Adaptive sets (report 5.3.2), the family ``adaptive_x1=<X1>_x2=<X2>``, choose each image's
+copies from the inclination of its eye line: ``fer_bench.training.adaptive``, imported at the
+end of this module so that the family is registered whenever ``AUGMENTATIONS`` is.
 
 Online sets (beyond the study) transform every training batch afresh on the device instead:
 ``rand_flip`` (random mirror), ``rand_flip_shift2`` / ``rand_flip_shift4`` (random mirror and
@@ -38,9 +28,7 @@ bilinearly and fills the corners from the nearest border pixel (like Keras' defa
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,6 +37,7 @@ import torch.nn.functional as F
 
 from fer_bench.errors import ConfigError
 from fer_bench.registry import Registry, instances_of
+from fer_bench.training.device import one_thread_for_small
 
 RANDOM_ANGLE_RANGE_DEG = (10.0, 30.0)
 #: Second entropy word of the "flip_rr" angle stream, ``default_rng([seed, RR_ANGLE_STREAM])``,
@@ -56,29 +45,6 @@ RANDOM_ANGLE_RANGE_DEG = (10.0, 30.0)
 RR_ANGLE_STREAM = 3
 #: Images rotated per grid_sample call: bounds the float32 working memory (~40 MB at 48x48).
 ROTATE_CHUNK = 4096
-#: Data ops on at most this many elements (a training or evaluation batch: 64 x 48 x 48 is
-#: 147k) run on one CPU thread. Each takes well under a millisecond on one core, and an
-#: OpenMP parallel region costs more than that: up to a scheduler time slice whenever
-#: another process holds the second core (15-30 ms per op measured on this project's busy
-#: 2-core machines, 0.1-3 ms on one thread). The ops are element-wise copies and per-pixel
-#: samples, so the result is bit-identical; large ones (a static set's expansion) keep
-#: every thread.
-ONE_THREAD_MAX_ELEMENTS = 1 << 22
-
-
-@contextmanager
-def one_thread_for_small(numel: int, device: torch.device) -> Iterator[None]:
-    """Run the block on one intra-op thread when it is a CPU op on at most
-    ``ONE_THREAD_MAX_ELEMENTS`` elements (see there); otherwise as it is."""
-    threads = torch.get_num_threads()
-    if device.type != "cpu" or threads == 1 or numel > ONE_THREAD_MAX_ELEMENTS:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 @dataclass(frozen=True)
@@ -131,14 +97,6 @@ class AugmentationSet:
 AUGMENTATIONS: Registry[AugmentationSet] = Registry(
     "augmentation", "fer_bench.augmentations", instances_of(AugmentationSet, "augmentation"),
     option="--fer-augmentation")
-
-
-def select_batch(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``tensor.index_select(0, index)``: a training batch of images or targets, on one
-    thread when small (``one_thread_for_small``; the same values)."""
-    rows = index.numel()
-    with one_thread_for_small(rows * (tensor[0].numel() if len(tensor) else 0), tensor.device):
-        return tensor.index_select(0, index)
 
 
 def check_augmentation(name: str) -> None:
@@ -199,18 +157,6 @@ def _rotate(images: torch.Tensor, angles_deg: torch.Tensor | float, chunk: int) 
     return out
 
 
-def expand_static(
-    images: torch.Tensor, targets: torch.Tensor, name: str, seed: int,
-    meta: Mapping[str, torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply the registered augmentation set ``name`` (see the module docstring).
-
-    images uint8 [T, H, W], targets [T, C] -> images [k*T, H, W], targets [k*T, C]
-    (``AugmentationSet.apply``: ``meta`` for the sets that need per-image values).
-    """
-    return AUGMENTATIONS.get(name).apply(images, targets, seed, meta)
-
-
 def _study_set(images: torch.Tensor, targets: torch.Tensor, seed: int, *, flip: bool,
                angle: float | None = None, random_angles: bool = False
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,93 +194,6 @@ def _register_study_sets() -> None:
 
 
 _register_study_sets()
-
-
-# ----------------------------------------------------------------- adaptive sets (5.3.2)
-ADAPTIVE_ANGLE = 20.0
-#: The family's name pattern; X1, X2 in degrees, written as ``format(x, "g")``.
-ADAPTIVE_PATTERN = r"adaptive_x1=(\d+(?:\.\d+)?)_x2=(\d+(?:\.\d+)?)"
-ADAPTIVE_TEMPLATE = "adaptive_x1=<X1>_x2=<X2>"
-#: X1 / X2 chosen by a SMALL sweep (benchmarks/adaptive_sweep.py: 3,000 real images,
-#: small_cnn, 3 epochs, seed 0; honest accuracy: x1=5_x2=25 49.7%, 5/15 49.3%, 3/15 48.3%,
-#: 8/15 46.7%, flip_rot20 50.3%, Base 42.0%, n_test 300, so all within noise). On the full
-#: training split (HOG landmarks for 74% of faces) the default makes 0.888 of the 4x images.
-DEFAULT_ADAPTIVE_X1 = 5.0
-DEFAULT_ADAPTIVE_X2 = 25.0
-
-
-def adaptive_name(x1: float, x2: float) -> str:
-    """The set's canonical name, ``adaptive_x1=5_x2=15``."""
-    return f"adaptive_x1={float(x1):g}_x2={float(x2):g}"
-
-
-DEFAULT_ADAPTIVE = adaptive_name(DEFAULT_ADAPTIVE_X1, DEFAULT_ADAPTIVE_X2)
-
-
-def adaptive_plan(inclination: torch.Tensor | np.ndarray, x1: float, x2: float
-                  ) -> dict[str, torch.Tensor]:
-    """Which copies each image gets: bool [T] masks ``flip``, ``plus``, ``minus`` (Rotate
-    +angle / -angle in ``rotate``'s convention, counter-clockwise positive) from the
-    inclination in degrees (clockwise on screen positive, NaN = no landmarks). Base is
-    always kept. See the module docstring for the rule."""
-    tilt = torch.as_tensor(inclination, dtype=torch.float32).cpu()
-    known = torch.isfinite(tilt)
-    size = tilt.abs()
-    level = known & (size < x1)
-    steep = known & (size > x2)
-    # Away from the tilt: a face turned clockwise (tilt > 0) is turned back counter-clockwise.
-    return {"flip": ~level,
-            "plus": ~steep | (tilt > 0),
-            "minus": ~steep | (tilt < 0)}
-
-
-def adaptive_size(inclination: torch.Tensor | np.ndarray, x1: float, x2: float) -> int:
-    """Images the set ``adaptive_x1=<x1>_x2=<x2>`` makes from images of these inclinations
-    (compare with ``4 * len(inclination)`` for ``flip_rot20``)."""
-    plan = adaptive_plan(inclination, x1, x2)
-    return int(len(plan["flip"]) + sum(int(mask.sum()) for mask in plan.values()))
-
-
-def _adaptive_set(images: torch.Tensor, targets: torch.Tensor, seed: int,
-                  meta: Mapping[str, torch.Tensor], *, x1: float, x2: float,
-                  angle: float = ADAPTIVE_ANGLE) -> tuple[torch.Tensor, torch.Tensor]:
-    """Blocks Base (all), Flip, Rotate +angle, Rotate -angle, each of the images its plan
-    selects, in their order; no randomness (``seed`` unused)."""
-    plan = adaptive_plan(meta["inclination"], x1, x2)
-    blocks, target_blocks = [images], [targets]
-    for key, transform in (("flip", hflip), ("plus", lambda x: rotate(x, angle)),
-                           ("minus", lambda x: rotate(x, -angle))):
-        index = plan[key].nonzero().squeeze(1).to(images.device)
-        if index.numel():
-            blocks.append(transform(images.index_select(0, index)))
-            target_blocks.append(targets.index_select(0, index.to(targets.device)))
-    return torch.cat(blocks), torch.cat(target_blocks)
-
-
-def _build_adaptive(name: str, match: re.Match[str]) -> AugmentationSet:
-    x1, x2 = float(match.group(1)), float(match.group(2))
-    canonical = adaptive_name(x1, x2)
-    if name != canonical:
-        raise ConfigError(f"augmentation {name!r}: write it as {canonical!r} (one name per set)")
-    if x1 > x2:
-        raise ConfigError(f"augmentation {name!r}: X1 ({x1:g}) must not exceed X2 ({x2:g})")
-
-    def expand(images: torch.Tensor, targets: torch.Tensor, seed: int,
-               meta: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        return _adaptive_set(images, targets, seed, meta, x1=x1, x2=x2)
-
-    return AugmentationSet(
-        canonical, 4, expand,
-        f"adaptive (5.3.2), 3-4x by inclination: |a|<{x1:g} deg Base+Rotate+-{ADAPTIVE_ANGLE:g}, "
-        f"|a|>{x2:g} deg Base+Flip+Rotate {ADAPTIVE_ANGLE:g} towards upright, else and without "
-        f"landmarks Base+Flip+Rotate+-{ADAPTIVE_ANGLE:g}", needs=("inclination",))
-
-
-AUGMENTATIONS.register_family(
-    ADAPTIVE_TEMPLATE, ADAPTIVE_PATTERN, _build_adaptive, builtin=True,
-    description="adaptive augmentation (report 5.3.2): flip / rotation chosen per image from "
-                "its landmarks' inclination; X1, X2 in degrees")
-AUGMENTATIONS.get(DEFAULT_ADAPTIVE)   # the default is listed from the start
 
 
 def random_flip_shift(batch: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
@@ -395,3 +254,8 @@ def to_model_input(batch: torch.Tensor, input_size: int, channels_last: bool = F
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+
+# The adaptive family (report 5.3.2) lives in its own module; importing it registers the
+# family and its default name in ``AUGMENTATIONS``. Last, because it imports from here.
+from fer_bench.training import adaptive as _adaptive  # noqa: E402,F401

@@ -112,13 +112,8 @@ def run_command(args: Any) -> int:
     naming it (``fer_bench.cli`` prints it as one line, exit 2).
     """
     from fer_bench.cell import resolve_init
-    from fer_bench.data.alignment import (
-        align_clean,
-        cell_alignment,
-        check_alignment,
-        parse_cell_alignment,
-        with_alignment,
-    )
+    from fer_bench.config import COMPILE_EVAL
+    from fer_bench.data.alignment import align_clean, check_alignment, resolve_alignment
     from fer_bench.data.cache import load_dataset
     from fer_bench.data.clean import clean
     from fer_bench.data.splits import SPLITS
@@ -127,7 +122,7 @@ def run_command(args: Any) -> int:
     from fer_bench.registry import MODELS, get_model
     from fer_bench.store import ResultStore
     from fer_bench.tasks import cleaning_rule
-    from fer_bench.training.augment import AUGMENTATIONS, check_augmentation
+    from fer_bench.training.augment import check_augmentation
     from fer_bench.training.losses import get_loss
     from fer_bench.training.runner import (
         default_device,
@@ -148,21 +143,20 @@ def run_command(args: Any) -> int:
         _as_option_error("--augmentation", check_augmentation, args.augmentation)
     config = resolve_config(spec, epochs=args.epochs, loss=args.loss,
                             augmentation=args.augmentation, init=init.name,
-                            compile="eval" if args.compile else None)
+                            compile=COMPILE_EVAL if args.compile else None)
     variant = args.variant or nhot_variant(args.nhot if args.nhot is not None else 8)
     _as_option_error("--variant" if args.variant else "--nhot", LABELS.get, variant)
     _as_option_error("--split", SPLITS.get, args.split)
     rule = _as_option_error("--split", cleaning_rule, variant, args.split)
-    aligner = _as_option_error("--alignment", check_alignment, getattr(args, "alignment", "none"))
-    alignment = cell_alignment(aligner, landmarks=bool(AUGMENTATIONS.get(config.augmentation).needs))
+    aligner = _as_option_error("--alignment", check_alignment, args.alignment)
+    alignment, use = resolve_alignment(aligner, config.augmentation)
     device = args.device or default_device()
     check_device(device)
     store = ResultStore(args.results)
     raw = load_dataset(args.data, format=args.format, labels=args.labels)
     data = clean(raw, rule)
-    use = parse_cell_alignment(alignment)
     if use is not None:   # the aligner's cache, else it runs on every core
-        data = with_alignment(data, align_clean(raw, data, use.aligner))
+        data = align_clean(raw, data, use.aligner)
     cell = resolve_cell(spec, variant=variant, split=args.split, seed=args.seed, config=config,
                         dataset_fingerprint=data.fingerprint, device=device, alignment=alignment)
     console.print(f"{cell.id} on {data.label} ({len(data)} images), device {device}, "

@@ -24,8 +24,6 @@ import torch
 from fer_bench.training.device import synchronized_time
 from fer_bench.training.evaluate import predict
 
-COMPILE_CHOICES = ("none", "eval")
-
 
 def compile_for_eval(model: torch.nn.Module, *, eval_set_sizes: set[int], input_size: int,
                      batch_size: int, channels_last: bool, amp: bool, flip_tta: bool,

@@ -1,4 +1,5 @@
-"""Device facts a cell record needs: synchronised clocks, peak memory, names, versions."""
+"""Device facts a cell record needs: synchronised clocks, peak memory, names, versions;
+and the CPU threading of batch-sized data ops (``one_thread_for_small``, ``select_batch``)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,15 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
+import importlib.util
 import os
 import platform
 import resource
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 
 import torch
@@ -20,6 +24,39 @@ import torch
 def default_device() -> str:
     """"cuda" when a CUDA device is available, else "cpu"."""
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+#: Data ops on at most this many elements (a training or evaluation batch: 64 x 48 x 48 is
+#: 147k) run on one CPU thread. Each takes well under a millisecond on one core, and an
+#: OpenMP parallel region costs more than that: up to a scheduler time slice whenever
+#: another process holds the second core (15-30 ms per op measured on this project's busy
+#: 2-core machines, 0.1-3 ms on one thread). The ops are element-wise copies and per-pixel
+#: samples, so the result is bit-identical; large ones (a static set's expansion) keep
+#: every thread.
+ONE_THREAD_MAX_ELEMENTS = 1 << 22
+
+
+@contextmanager
+def one_thread_for_small(numel: int, device: torch.device) -> Iterator[None]:
+    """Run the block on one intra-op thread when it is a CPU op on at most
+    ``ONE_THREAD_MAX_ELEMENTS`` elements (see there); otherwise as it is."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads == 1 or numel > ONE_THREAD_MAX_ELEMENTS:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def select_batch(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``tensor.index_select(0, index)``: a training batch of images or targets, on one
+    thread when small (``one_thread_for_small``; the same values)."""
+    rows = index.numel()
+    with one_thread_for_small(rows * (tensor[0].numel() if len(tensor) else 0), tensor.device):
+        return tensor.index_select(0, index)
 
 
 def synchronized_time(device: torch.device) -> float:
@@ -175,8 +212,22 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
+def _dlib_version() -> str | None:
+    """The installed dlib's version (distribution ``dlib`` or the prebuilt ``dlib-bin``),
+    read from package metadata without importing dlib; None when ``dlib`` is not importable."""
+    if importlib.util.find_spec("dlib") is None:
+        return None
+    for distribution in ("dlib", "dlib-bin"):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
+
+
 def package_versions() -> dict[str, str]:
-    """Versions of the packages that decide a result: fer_bench, torch, timm, numpy, python."""
+    """Versions of the packages that decide a result: fer_bench, torch, timm, numpy, python,
+    and dlib (face alignment, ``fer_bench.data.align``) when it is installed."""
     import numpy
 
     import fer_bench
@@ -185,10 +236,14 @@ def package_versions() -> dict[str, str]:
         timm_version = metadata.version("timm")
     except metadata.PackageNotFoundError:
         timm_version = "absent"
-    return {
+    versions = {
         "fer_bench": fer_bench.__version__,
         "torch": str(torch.__version__),  # a TorchVersion object, which xdist cannot send
         "timm": timm_version,
         "numpy": numpy.__version__,
         "python": platform.python_version(),
     }
+    dlib_version = _dlib_version()
+    if dlib_version is not None:
+        versions["dlib"] = dlib_version
+    return versions

@@ -11,8 +11,8 @@ import torch
 from fer_bench import metrics
 from fer_bench.record import CellRecord, encode_bool, encode_uint8
 from fer_bench.registry import logits_of
-from fer_bench.training.augment import one_thread_for_small, to_model_input
-from fer_bench.training.device import synchronized_time
+from fer_bench.training.augment import to_model_input
+from fer_bench.training.device import one_thread_for_small, synchronized_time
 
 #: Evaluation batches hold about this many input pixels (1024 images at 48x48).
 EVAL_PIXELS = 1024 * 48 * 48
@@ -97,7 +97,7 @@ def predict(
         x = to_model_input(images[first:first + batch_size], input_size, channels_last)
         probs = torch.softmax(fp32_logits(model, x, amp=amp), dim=1)
         if flip_tta:
-            with one_thread_for_small(x.numel(), device):   # a batch-sized copy (augment.py)
+            with one_thread_for_small(x.numel(), device):   # a batch-sized copy (device.py)
                 x_mirrored = torch.flip(x, dims=[-1])
             mirrored = fp32_logits(model, x_mirrored, amp=amp)
             probs = 0.5 * (probs + torch.softmax(mirrored, dim=1))

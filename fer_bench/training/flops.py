@@ -119,10 +119,11 @@ def cell_flops(model: torch.nn.Module, config: TrainConfig, *, channels_last: bo
 # ----------------------------------------------------------------------------- rates
 #: Dense bf16 tensor-core peaks in TFLOP/s (no structured sparsity; NVIDIA datasheets, the
 #: SXM part where a name covers several), matched as a substring of the CUDA device name,
-#: first match wins (so "H100 PCIe" before "H100", "A100" before "A10").
+#: first match wins (so "H100 PCIe" before "H100", "A100" before "A10", "L40" before "L4").
 BF16_PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
     ("H200 NVL", 835.5), ("H200", 989.5), ("H100 NVL", 835.5), ("H100 PCIe", 756.5),
-    ("H100", 989.5), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0), ("A10", 125.0),
+    ("H100", 989.5), ("A100", 312.0), ("L40S", 362.0), ("L40", 181.0), ("L4", 121.0),
+    ("A10", 125.0),
 )
 
 
@@ -142,15 +143,18 @@ def _rate(flops_per_s: float) -> str:
 
 def flop_rate_text(record: Any) -> str:
     """The training FLOP rate of a finished cell (``CellRecord``), "" when not counted:
-    counted FLOPs per image x training images/s (median epoch); on a CUDA device with a
-    known peak, also its share of the dense bf16 peak, e.g. "training 41.3 TFLOP/s = 4.2%
-    of the H200's dense bf16 peak (989.5 TFLOP/s)"."""
+    counted FLOPs per image x training images/s (median epoch); for a bf16 cell on a CUDA
+    device with a known peak, also its share of the dense bf16 peak, e.g. "training 41.3
+    TFLOP/s = 4.2% of the H200's dense bf16 peak (989.5 TFLOP/s)". An fp32 cell is not set
+    against the bf16 peak (its own peak is several times lower): "(fp32: no bf16 peak share)"."""
     if not record.train_flops_per_image or not record.train_images_per_s:
         return ""
     rate = record.train_flops_per_image * record.train_images_per_s
     text = f"training {_rate(rate)}"
     peak = peak_bf16_flops(record.device_name) if record.cell.device_type == "cuda" else None
-    if peak is not None:
+    if peak is not None and record.cell.precision != "bf16":
+        text += f" ({record.cell.precision}: no bf16 peak share)"
+    elif peak is not None:
         name, flops = peak
         text += f" = {100 * rate / flops:.1f}% of the {name}'s dense bf16 peak ({_rate(flops)})"
     return text

@@ -18,9 +18,8 @@ import math
 
 import torch
 
-from fer_bench.config import TrainConfig
+from fer_bench.config import COMPILE_CHOICES, TrainConfig
 from fer_bench.errors import ConfigError
-from fer_bench.training.compiled import COMPILE_CHOICES
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine")

@@ -37,8 +37,15 @@ from typing import Any
 import torch
 
 from fer_bench import metrics
-from fer_bench.cell import Cell, InitChoice, effective_precision, file_sha256, resolve_init
-from fer_bench.config import TrainConfig
+from fer_bench.cell import (
+    DEFAULT_ALIGNMENT,
+    Cell,
+    InitChoice,
+    effective_precision,
+    file_sha256,
+    resolve_init,
+)
+from fer_bench.config import COMPILE_EVAL, TrainConfig
 from fer_bench.data.variants import LABELS
 from fer_bench.errors import CellFailed, CellSkipped, ConfigError, DataError, ModelError
 from fer_bench.record import CellRecord, encode_bool
@@ -47,7 +54,6 @@ from fer_bench.tasks import TaskData, build_task_data
 from fer_bench.training.augment import (
     AUGMENTATIONS,
     check_augmentation,
-    select_batch,
     to_model_input,
 )
 from fer_bench.training.compiled import compile_for_eval
@@ -56,6 +62,7 @@ from fer_bench.training.device import (
     default_device,
     device_name,
     package_versions,
+    select_batch,
     synchronized_time,
 )
 from fer_bench.training.evaluate import (
@@ -112,19 +119,17 @@ def resolve_config(spec: ModelSpec, **overrides: Any) -> TrainConfig:
 
 def resolve_cell(spec: ModelSpec, *, variant: str, split: str, seed: int, config: TrainConfig,
                  dataset_fingerprint: str, device: str | torch.device,
-                 amp: bool = True, alignment: str = "none") -> Cell:
+                 amp: bool = True, alignment: str = DEFAULT_ALIGNMENT) -> Cell:
     """The complete identity of ``spec`` trained with ``config`` on this data and device.
 
     ``alignment``: the aligner output the cell uses (``data.alignment.cell_alignment``);
     ``ConfigError`` when the augmentation needs landmarks and it has none."""
-    from fer_bench.data.alignment import parse_cell_alignment
+    from fer_bench.data.alignment import check_cell_alignment
     from fer_bench.data.splits import SPLITS
 
     LABELS.get(variant)
     SPLITS.get(split)
-    if AUGMENTATIONS.get(config.augmentation).needs and parse_cell_alignment(alignment) is None:
-        raise ConfigError(f"augmentation {config.augmentation!r} needs face landmarks: give the "
-                          "cell an aligner (alignment axis, data.alignment.cell_alignment)")
+    check_cell_alignment(alignment, config.augmentation)
     device_type = torch.device(device).type
     return Cell(model=spec.name, variant=variant, split=split, seed=int(seed), recipe=config,
                 model_release=spec.release or "unregistered", alignment=alignment,
@@ -336,7 +341,7 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
                        batch_size=eval_batch_size(config.input_size, config.batch_size, device),
                        flip_tta=config.tta == "flip")
     eval_model = run.eval_model
-    if config.compile == "eval":
+    if config.compile == COMPILE_EVAL:
         eval_model, record.compile_seconds = compile_for_eval(
             eval_model, eval_set_sizes={data.n_val, data.n_test}, device=device, **eval_kwargs)
     trained_per_epoch = (images.shape[0] // config.batch_size) * config.batch_size
