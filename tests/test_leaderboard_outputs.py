@@ -148,7 +148,6 @@ def test_cli_no_write_and_error_exit(tmp_path, capsys, golden_path):
     assert "no fer_bench cells" in capsys.readouterr().err
 
 
-
 def test_merged_file_keeps_each_sources_experiment_titles(golden_document, tmp_path):
     """The CLI writes the merged input as ``results.json``; rendering that file alone must
     title every section as the original files did (the second file's titles included)."""
@@ -164,6 +163,7 @@ def test_merged_file_keeps_each_sources_experiment_titles(golden_document, tmp_p
     assert experiment_titles(again.provenance) == experiment_titles(loaded.provenance)
     assert [Path(p["path"]).name for p in again.provenance] == ["a.json", "b.json"]
     assert [p["n_cells"] for p in again.provenance] == [5, 7]
+
 
 def test_untimed_failures_are_loaded_as_failed_cells(golden_document, tmp_path):
     """A cell that failed before its first epoch has no benchmark entry, only a record in
