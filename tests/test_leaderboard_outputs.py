@@ -163,6 +163,8 @@ def test_merged_file_keeps_each_sources_experiment_titles(golden_document, tmp_p
     assert experiment_titles(again.provenance) == experiment_titles(loaded.provenance)
     assert [Path(p["path"]).name for p in again.provenance] == ["a.json", "b.json"]
     assert [p["n_cells"] for p in again.provenance] == [5, 7]
+    twice = load_results([tmp_path / "merged.json", tmp_path / "b.json"])   # b.json given again
+    assert twice.provenance == again.provenance
 
 
 def test_untimed_failures_are_loaded_as_failed_cells(golden_document, tmp_path):

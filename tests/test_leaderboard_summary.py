@@ -10,8 +10,9 @@ from scipy import stats as scipy_stats
 
 from fer_bench.leaderboard.markdown import render_markdown
 from fer_bench.leaderboard.rows import summarize
-from fer_bench.leaderboard.summary import TITLE, summary_lines, verdict
+from fer_bench.leaderboard.summary import TITLE, same_as_eight_hot, summary_lines, verdict
 from fer_bench.leaderboard.table import build_tables
+from fer_bench.record import encode_uint8
 from tests.test_leaderboard_support import make_record, single_seed_mcnemar_pair
 
 
@@ -102,3 +103,16 @@ def test_single_seed_line_names_mcnemar_not_t():
     line = next(line for line in summary_lines(records) if line.startswith("- "))
     assert f"p = {expected:.3g} (McNemar exact (single run: training variance not included))" in line
     assert "paired t" not in line and "not an answer yet" in line
+
+
+def test_an_n_that_reproduces_eight_hot_exactly_is_named():
+    """On FERPlus 7-hot targets equal 8-hot ones (no image has 8 emotions voted): the cells
+    coincide, and the summary says so instead of letting 7 pass for a finding."""
+    correct = np.array([True, False, True, True])
+    records = [make_record(nhot=n, seed=seed, correct=correct if n >= 7 else ~correct)
+               for n in (1, 7, 8) for seed in range(3)]
+    row = summarize(records)["ordinary"][0]
+    assert same_as_eight_hot(row) == [7]
+    assert "7-hot reproduced 8-hot exactly in every seed" in "\n".join(summary_lines(records))
+    records[3].test_predictions = encode_uint8(np.array([1, 0, 0, 0], dtype=np.uint8))  # 7-hot, seed 0
+    assert same_as_eight_hot(summarize(records)["ordinary"][0]) == []

@@ -90,6 +90,12 @@ class LoadedResults:
             merged["fer_bench"]["untimed_failures"] = copy.deepcopy(self._untimed)
         return merged
 
+    def _add_provenance(self, source: dict[str, Any]) -> None:
+        """Keep one input file's provenance; the same file given again (e.g. directly and
+        inside a merged file) is listed once."""
+        if source not in self.provenance:
+            self.provenance.append(source)
+
     def _add(self, record: CellRecord, path: Path) -> bool:
         """Merge one record; False when an identical copy is already there."""
         key = cell_key(record)
@@ -205,9 +211,10 @@ def load_results(paths: Sequence[str | Path]) -> LoadedResults:
         if isinstance(sources, list) and sources and all(isinstance(s, dict) for s in sources):
             # A merged file (``merged_document``) keeps each original file's provenance
             # (experiment titles, machine, command); re-rendering it must not lose them.
-            loaded.provenance.extend(copy.deepcopy(sources))
+            for source in sources:
+                loaded._add_provenance(copy.deepcopy(source))
             continue
-        loaded.provenance.append({
+        loaded._add_provenance({
             "path": str(path),
             "fer_bench": _dict_or_empty(document.get("fer_bench")),
             "machine_info": _dict_or_empty(document.get("machine_info")),

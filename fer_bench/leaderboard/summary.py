@@ -41,6 +41,24 @@ def verdict(gain: GainSummary) -> str:
     return f"no difference detectable at this precision; {reach}"
 
 
+def same_as_eight_hot(row: RowSummary) -> list[int]:
+    """The N < 8 whose cells reproduce the 8-hot cell exactly: the same seeds, and in each
+    the same honest accuracy and the same per-image test predictions. Seen on FERPlus for
+    N = 7: no cleaned image has votes on all 8 emotions, so 7-hot targets are the 8-hot
+    ones and deterministic training repeats the cell. [] without per-image predictions."""
+    eight = row.at(8)
+    if eight is None or not eight.ok:
+        return []
+    same = []
+    for n, cell in sorted(row.nhot_cells().items()):
+        if n == 8 or set(cell.ok) != set(eight.ok):
+            continue
+        if all(cell.ok[s].test_predictions and cell.ok[s].test_predictions == eight.ok[s].test_predictions
+               and cell.ok[s].acc_honest == eight.ok[s].acc_honest for s in eight.ok):
+            same.append(n)
+    return same
+
+
 def row_line(row: RowSummary) -> str | None:
     """One markdown bullet for a row with 1-hot and 8-hot cells, else None."""
     one, eight, gain = row.at(1), row.at(8), row.eight_vs_one
@@ -55,6 +73,10 @@ def row_line(row: RowSummary) -> str | None:
         tested = "" if row.gain.p_value is None else f", p = {row.gain.p_value:.3g} ({test_text(row.gain)})"
         best = f"; best N = {row.best_n} ({gain_text(row.gain)} points{tested})"
     present = ", ".join(str(n) for n in sorted(row.nhot_cells()))
+    same = same_as_eight_hot(row)
+    if same:
+        present += (f" ({', '.join(f'{n}-hot' for n in same)} reproduced 8-hot exactly in every seed: "
+                    "same test predictions, so the training targets coincide on this data)")
     epochs = row.identity.get("epochs")
     trained = f", {epochs} epochs" if epochs else ""
     return (f"- **{row.label}{trained}, {row.split} split**: 8-hot vs 1-hot **{gain_text(gain)} points**"
