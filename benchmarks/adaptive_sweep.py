@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from fer_bench.data.alignment import align_clean, cell_alignment
+    from fer_bench.data.alignment import align_clean, resolve_alignment
     from fer_bench.data.cache import load_dataset
     from fer_bench.data.clean import clean, subset
     from fer_bench.data.splits import make_split
@@ -60,13 +60,14 @@ def main(argv: list[str] | None = None) -> int:
             *((adaptive_name(*pair), pair) for pair in pairs)]   # (name, (X1, X2) or None)
     rows = []
     for name, pair in sets:
-        needs = bool(AUGMENTATIONS.get(name).needs)
+        alignment, landmarks = resolve_alignment("none", name)   # landmarks only where the set needs them
+        needs = landmarks is not None
         honest, sizes = [], []
         for seed in seeds:
             config = resolve_config(spec, epochs=args.epochs, augmentation=name)
             cell = resolve_cell(spec, variant="nhot-8", split="ordinary", seed=seed, config=config,
                                 dataset_fingerprint=data.fingerprint, device="cpu",
-                                alignment=cell_alignment("none", landmarks=needs))
+                                alignment=alignment)
             train = make_split(data, "ordinary", seed).train
             if needs:
                 sizes.append(adaptive_size(data.alignment.inclination[train], *pair) / (4 * len(train)))

@@ -347,10 +347,10 @@ def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, f
              fer_seed: int, fer_loss: str | None, fer_augmentation: str | None, fer_init: Any,
              fer_alignment: str, fer_datasets: Any, fer_store: Any) -> FerCell:
     """One cell (``fer_bench.plugin_cell.FerCell``), ready to ``run(benchmark)``, on the
-    data cleaned by the rule its label treatment and split need (with its aligner's output when it has one); skipped when its
-    model cannot take an axis value (e.g. ``init=imagenet`` for a model without ImageNet
-    weights). An aligner that cannot run (dlib or a model file missing) fails the cell
-    with the install hint."""
+    data cleaned by the rule its label treatment and split need (with its aligner's output
+    when it has one); skipped when its model cannot take an axis value (e.g.
+    ``init=imagenet`` for a model without ImageNet weights). An aligner that cannot run
+    (dlib or a model file missing) fails the cell with the install hint."""
     from fer_bench.cell import DEFAULT_ALIGNMENT, resolve_init
     from fer_bench.config import COMPILE_EVAL
     from fer_bench.data.alignment import resolve_alignment

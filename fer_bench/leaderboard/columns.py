@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fer_bench.leaderboard.alignment import aligned_text, flags_text, has_flags, unaligned_text
+from fer_bench.leaderboard.literature import has_literature, literature_accuracy_text
 from fer_bench.leaderboard.rows import MISSING, NHOT_SECTION, RowSummary
 from fer_bench.leaderboard.stats import (
     SINGLE_RUN,
@@ -151,18 +152,6 @@ def has_best_n(rows: Sequence[RowSummary]) -> bool:
     return len({n for row in rows for n in row.nhot_cells()}) >= 2
 
 
-def _literature_accuracy(row: RowSummary) -> str:
-    from fer_bench.leaderboard.literature import literature_accuracy_text
-
-    return literature_accuracy_text(row)
-
-
-def _has_literature(rows: Sequence[RowSummary]) -> bool:
-    from fer_bench.leaderboard.literature import has_literature
-
-    return has_literature(rows)
-
-
 def has_eight_vs_one(rows: Sequence[RowSummary]) -> bool:
     """The 8-hot vs 1-hot columns show when some row has both cells."""
     return any(row.at(1) is not None and row.at(8) is not None for row in rows)
@@ -195,7 +184,7 @@ COLUMNS: list[Column] = [
     Column(UNALIGNED_COLUMN, unaligned_text, experiments=("alignment",), when=has_flags),
     Column(ALIGNED_FLAGS_COLUMN, flags_text, experiments=("alignment",), when=has_flags,
            text=True),
-    Column(LITERATURE_COLUMN, _literature_accuracy, experiments=(NHOT_SECTION,), when=_has_literature,
+    Column(LITERATURE_COLUMN, literature_accuracy_text, experiments=(NHOT_SECTION,), when=has_literature,
            text=True),
     Column(BEST_COLUMN, lambda row: MISSING if row.best_n is None else str(row.best_n),
            when=has_best_n, part=COMPARISON),

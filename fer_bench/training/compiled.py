@@ -13,8 +13,9 @@ validation and test sets), and those seconds go to ``CellRecord.compile_seconds`
 into epoch or evaluation time. torch's compile cache lives as long as the process: a later
 cell of the same architecture and shapes in the same pytest run finds its graphs compiled
 and records about 0 s, so read ``compile_seconds`` as "paid by this cell". The rare bf16
-tie re-check in ``evaluate.fp32_logits`` runs on the eager module (its row count varies). Compiled outputs equal eager ones only up to floating-point
-rounding, which is why ``compile`` is part of the cell's identity (``TrainConfig``).
+tie re-check in ``evaluate.fp32_logits`` runs on the eager module (its row count varies).
+Compiled outputs equal eager ones only up to floating-point rounding, which is why
+``compile`` is part of the cell's identity (``TrainConfig``).
 """
 
 from __future__ import annotations
