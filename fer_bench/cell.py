@@ -52,6 +52,8 @@ OPTIONAL_AXES: dict[str, tuple[str, str]] = {   # axis -> (id prefix, default)
 }
 INIT_CHOICES = ("scratch", "imagenet", "file:PATH")
 PRECISIONS = ("fp32", "bf16")
+#: What ``--fer-precision`` takes: "auto" resolves per device and model (``effective_precision``).
+PRECISION_CHOICES = ("auto", *PRECISIONS)
 _HASH_CHARS = 12
 
 
@@ -62,7 +64,7 @@ class Cell:
     ``variant``: label treatment of the training targets, a name in the label registry
     (``nhot-1`` .. ``nhot-8``, Microsoft's ``ms-*`` modes). ``dataset``: fingerprint of the exact cleaned images
     (a subset has its own). ``device_type``: "cpu" | "cuda" | "mps"; ``precision``: the
-    effective one ("fp32", or "bf16" under CUDA autocast). ``model_release``:
+    effective one ("fp32", or "bf16" under CUDA or CPU bf16 autocast). ``model_release``:
     "dist==version" of the distribution that registers the model ("in-process" for
     ``register_model``). ``alignment``: the aligner output the cell uses, "none",
     ``<aligner>-<settings hash>`` (aligned images) or ``landmarks-<aligner>-<hash>`` (source
@@ -191,9 +193,28 @@ def safe_component(text: str, limit: int = 80) -> str:
 
 
 # ----------------------------------------------------------------- resolving axis values
-def effective_precision(device_type: str, amp: bool = True) -> str:
-    """"bf16" when training runs under CUDA bf16 autocast, else "fp32"."""
-    return "bf16" if device_type == "cuda" and amp else "fp32"
+def effective_precision(device_type: str, requested: str = "auto", *,
+                        model_cpu_precision: str = "fp32", cpu_has_bf16: bool = True) -> str:
+    """The precision a cell trains in, "fp32" or "bf16" (bf16 autocast over fp32 weights).
+
+    ``requested`` ("auto" | "fp32" | "bf16", ``--fer-precision``): on CUDA "auto" is bf16; on
+    a CPU "auto" is the model's ``ModelSpec.cpu_precision`` when the CPU has native bf16
+    units (``cpu_has_bf16``: AVX-512 BF16 or AMX), else fp32; MPS trains in fp32. Raises
+    ``ConfigError`` for another value, or for "bf16" on a CPU without bf16 units (there it
+    is emulated, several times slower than fp32)."""
+    if requested not in PRECISION_CHOICES:
+        raise ConfigError(f"--fer-precision: unknown precision {requested!r}; valid: "
+                          f"{', '.join(PRECISION_CHOICES)}")
+    if device_type == "cuda":
+        return "fp32" if requested == "fp32" else "bf16"
+    if device_type != "cpu":
+        return "fp32"
+    if requested == "bf16" and not cpu_has_bf16:
+        raise ConfigError("--fer-precision bf16: this CPU has no native bf16 units (AVX-512 "
+                          "BF16 or AMX); use fp32")
+    if requested == "auto":
+        return model_cpu_precision if cpu_has_bf16 else "fp32"
+    return requested
 
 
 _sha_memo: dict[tuple[str, int, int], str] = {}

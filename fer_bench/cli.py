@@ -153,6 +153,9 @@ def build_parser() -> ArgumentParser:
                           "train and test on its aligned faces")
     run.add_argument("--device", type=device_name, default=None,
                      help="cpu, cuda, cuda:N or mps (default: cuda if available)")
+    run.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                     help="bf16 autocast over fp32 weights or plain fp32 (default auto: bf16 on "
+                          "CUDA; on a CPU with bf16 units the model's cpu_precision)")
     run.add_argument("--results", default=None, metavar="DIR",
                      help="result store folder (default: $FER_BENCH_RESULTS, else ./results)")
     run.add_argument("--compile", action="store_true",

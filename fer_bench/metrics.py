@@ -53,6 +53,19 @@ def tie_aware_correct(scores: Any, dist: Any) -> np.ndarray:
     return _top_mask(dist_np)[np.arange(len(predicted)), predicted]
 
 
+def top1_correct(scores: Any, dist: Any) -> np.ndarray:
+    """bool [M]: is ``argmax(scores[i])`` the image's single label, the first emotion in
+    ``EMOTIONS`` order with the largest share (how a single-label benchmark scores it;
+    the literature's top-1). Never above ``tie_aware_correct``."""
+    scores_np, dist_np = _scores_and_dist(scores, dist)
+    return scores_np.argmax(axis=1) == dist_np.argmax(axis=1)
+
+
+def top1_accuracy(scores: Any, dist: Any) -> float:
+    """Fraction in [0, 1] of rows whose prediction is the first top-share emotion."""
+    return float(top1_correct(scores, dist).mean())
+
+
 def tie_aware_accuracy(scores: Any, dist: Any) -> float:
     """Fraction in [0, 1] of rows whose prediction is tie-aware correct."""
     return float(tie_aware_correct(scores, dist).mean())

@@ -383,7 +383,7 @@ def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, f
     state.device = settings.device or default_device()
     cell = resolve_cell(spec, variant=fer_variant, split=fer_split, seed=fer_seed, config=config,
                         dataset_fingerprint=fer_dataset.fingerprint, device=state.device,
-                        alignment=alignment)
+                        precision=settings.precision, alignment=alignment)
     experiment, title = experiment_of(request.node)
     state.experiments.setdefault(experiment, title)
     return FerCell(cell, spec, init.path, fer_dataset, fer_store, state, request.node, experiment)

@@ -54,6 +54,9 @@ OPTIONS: dict[str, tuple[str, bool]] = {
                   "extra; `fer-bench data align` fills the cache)", False),
     "epochs": ("epochs per cell (default: the profile's, else the model's, else 40)", False),
     "device": ("cpu, cuda, cuda:1 ... (default: cuda when available)", False),
+    "precision": ("auto, fp32 or bf16: bf16 autocast over fp32 weights, part of each cell's "
+                  "identity (default auto: bf16 on CUDA; on a CPU with bf16 units the "
+                  "model's cpu_precision, else fp32)", False),
     "results": ("result store folder (default: $FER_BENCH_RESULTS, else ./results)", False),
     "rerun": ("train every cell even when the result store has it", True),
     "compile": ("evaluate through torch.compile (inductor): compile=eval in each cell's "
@@ -79,6 +82,7 @@ class RunSettings:
     axes: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     epochs: int | None = None
     device: str | None = None
+    precision: str = "auto"
     results: str | None = None
     rerun: bool = False
     compile: bool = False
@@ -186,11 +190,24 @@ def read_settings(config: pytest.Config) -> RunSettings:
     return RunSettings(
         profile=profile, profile_chosen=bool(profile_name), data=raw_option(config, "data"),
         axes=axes, epochs=epochs, device=raw_option(config, "device"),
+        precision=_precision(raw_option(config, "precision")),
         results=raw_option(config, "results"),
         rerun=(raw_option(config, "rerun") or "").lower() in _TRUE,
         compile=(raw_option(config, "compile") or "").lower() in _TRUE,
         shard=parse_shard(shard_text) if shard_text else None,
     )
+
+
+def _precision(text: str | None) -> str:
+    """``--fer-precision`` checked: "auto" (unset), "fp32" or "bf16"; ``ConfigError`` else."""
+    from fer_bench.cell import PRECISION_CHOICES
+    from fer_bench.errors import ConfigError
+
+    value = (text or "auto").strip().lower()
+    if value not in PRECISION_CHOICES:
+        raise ConfigError(f"--fer-precision: unknown precision {text!r}; valid: "
+                          f"{', '.join(PRECISION_CHOICES)}")
+    return value
 
 
 def default_models() -> tuple[str, ...]:

@@ -64,6 +64,17 @@ class CellRecord:
     ``train_flops_per_image`` / ``eval_flops_per_image``: matmul and convolution FLOPs of
     one training step (forward + backward) / one evaluation of one image at the model's
     input size, ``torch.utils.flop_counter`` (``training.flops``); None in older records.
+    ``test_top1`` / ``acc_top1_honest`` / ``acc_top1_optimistic``: the same as ``test_acc``
+    / ``acc_honest`` / ``acc_optimistic`` scored top-1 (``metrics.top1_correct``: the
+    prediction against the first top-share emotion, as the literature scores); the honest
+    one is at ``best_val_epoch`` (selection stays on tie-aware validation accuracy).
+    ``train_targets_sha256``: sha256 of the training images' identity (``split_fingerprint``)
+    and their treated targets (float32 [T, 8] in training order, before augmentation):
+    two cells with the same value trained on identical data (7-hot = 8-hot on FERPlus).
+    ``setup_s`` / ``flops_s`` / ``eval_s`` / ``store_s`` / ``wall_s``: where the cell's wall
+    time went: data set-up and model build, FLOP counting, validation + test evaluation
+    of every epoch, the store write, and the whole cell (training is
+    ``sum(epoch_times_s)``; the rest is other overhead). None in older records.
     ``compile_seconds``: wall seconds of ``torch.compile`` and its warm-up for a cell whose
     recipe compiles (``training.compiled``), kept out of epoch and evaluation time; None else.
     """
@@ -92,6 +103,15 @@ class CellRecord:
     train_flops_per_image: int | None = None   # forward + backward (training.flops)
     eval_flops_per_image: int | None = None    # forward; x2 with flip TTA
     compile_seconds: float | None = None       # torch.compile warm-up (recipe compile="eval")
+    test_top1: list[float] = field(default_factory=list)
+    acc_top1_honest: float | None = None
+    acc_top1_optimistic: float | None = None
+    train_targets_sha256: str = ""
+    setup_s: float | None = None
+    flops_s: float | None = None
+    eval_s: float | None = None
+    store_s: float | None = None
+    wall_s: float | None = None
     device: str = "cpu"
     device_name: str = ""
     n_train: int = 0

@@ -301,6 +301,7 @@ class ModelSpec:
     term (e.g. an attention regulariser) to the training loss.
     ``recipe``: further ``TrainConfig`` preferences (e.g. ``{"optimizer": "sgd",
     "schedule": "onecycle", "ema": 0.99}``), applied after the named fields above.
+    ``cpu_precision``: "fp32" or "bf16", the CPU default (see the field).
     ``source`` ("dist==version (module:attr)") and ``release`` ("dist==version") are filled
     by the registry; ``release`` is part of every cell's identity.
     """
@@ -320,6 +321,9 @@ class ModelSpec:
     source: str = ""
     release: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)   # e.g. ("classical", "small")
+    #: What ``--fer-precision auto`` trains in on a CPU with bf16 units: "bf16" where bf16
+    #: autocast was measured faster at no accuracy cost (``benchmarks/precision_probe.py``).
+    cpu_precision: str = "fp32"
 
 
 def _as_spec(name: str, obj: Any, entry: Entry) -> ModelSpec:

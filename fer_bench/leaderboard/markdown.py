@@ -225,15 +225,20 @@ def _literature_part(records: Sequence[CellRecord]) -> list[str]:
 
 
 def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, Any]],
-                    study_numbers: bool = True, plots: Sequence[str] = ()) -> str:
+                    study_numbers: bool = True, plots: Sequence[str] = (),
+                    preface: str = "") -> str:
     """The whole leaderboard page as markdown text.
 
+    ``preface``: markdown placed right under the title, before anything computed (the
+    pre-registered analysis plan, ``PREREGISTRATION_FILE``).
     ``provenance``: the per-file dicts of ``LoadedResults.provenance``; ``plots``: file
     names (relative to the page) of images to embed; ``study_numbers``: add the study's own
     figures in a separate, labelled section.
     """
     data_label, profile = run_labels(records, provenance)
     parts = ["# fer_bench leaderboard", ""]
+    if preface.strip():
+        parts += [preface.strip(), ""]
     if data_label != "ferplus":
         only = "not only" if "ferplus" in data_label.split("+") else "not"
         parts += [f"> **Data: {escape_markdown(data_label)}, {only} FERPlus.** Numbers on "
@@ -260,8 +265,16 @@ def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[
     return "\n".join(parts)
 
 
+#: A leaderboard folder's pre-registered plan: when present, the page opens with it.
+PREREGISTRATION_FILE = "PREREGISTRATION.md"
+
+
 def write_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, Any]],
                    out_dir: str | Path, plots: Sequence[str] = ()) -> Path:
-    """Write ``<out_dir>/README.md`` atomically (creating the folder) and return its path."""
+    """Write ``<out_dir>/README.md`` atomically (creating the folder) and return its path;
+    the page opens with ``<out_dir>/PREREGISTRATION.md`` when that file exists."""
+    plan = Path(out_dir) / PREREGISTRATION_FILE
+    preface = plan.read_text(encoding="utf-8") if plan.is_file() else ""
     path = Path(out_dir) / "README.md"
-    return atomic_write_text(path, render_markdown(records, provenance, plots=plots))
+    return atomic_write_text(path, render_markdown(records, provenance, plots=plots,
+                                                   preface=preface))

@@ -158,7 +158,8 @@ def run_command(args: Any) -> int:
     if use is not None:   # the aligner's cache, else it runs on every core
         data = align_clean(raw, data, use.aligner)
     cell = resolve_cell(spec, variant=variant, split=args.split, seed=args.seed, config=config,
-                        dataset_fingerprint=data.fingerprint, device=device, alignment=alignment)
+                        dataset_fingerprint=data.fingerprint, device=device,
+                        precision=args.precision, alignment=alignment)
     console.print(f"{cell.id} on {data.label} ({len(data)} images), device {device}, "
                   f"identity {cell.digest()}")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import importlib.util
 import os
@@ -19,6 +20,23 @@ from contextlib import contextmanager
 from importlib import metadata
 
 import torch
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """True when this CPU computes bf16 natively (AVX-512 BF16 or AMX-BF16 in
+    ``/proc/cpuinfo``'s flags; elsewhere oneDNN's own check). Without them torch emulates
+    bf16 and autocast runs slower than fp32."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check is not None else False
 
 
 def default_device() -> str:

@@ -19,9 +19,11 @@ EVAL_PIXELS = 1024 * 48 * 48
 
 
 def autocast_for(device: torch.device, amp: bool) -> AbstractContextManager:
-    """bf16 autocast on CUDA when ``amp``; nothing on CPU (CPU trains in float32)."""
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    """bf16 autocast on CUDA or a CPU when ``amp`` (the cell's precision "bf16"): matmuls and
+    convolutions in bf16 (AMX / AVX-512 BF16 on a CPU), weights and optimizer in float32;
+    nothing otherwise (and on MPS)."""
+    if amp and device.type in ("cuda", "cpu"):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
@@ -54,14 +56,14 @@ def break_low_precision_ties(logits: torch.Tensor,
 def fp32_logits(model: torch.nn.Module, x: torch.Tensor, *, amp: bool) -> torch.Tensor:
     """The model's logits for the batch ``x`` as float32 [B, C].
 
-    Under CUDA bf16 autocast (``amp``, the cell's precision "bf16") the forward runs in
+    Under bf16 autocast (``amp``, the cell's precision "bf16", CUDA or CPU) the forward runs in
     bf16 and the last layer emits bf16 logits: they are upcast to float32 here, so softmax,
     KL and argmax are computed in float32. Upcasting cannot undo rounding, though: two
     classes whose logits round to the same bf16 value tie, and argmax would give the lower
     class index. Those rows (and only those) are recomputed in float32 with autocast off,
     through the eager module when ``model`` is compiled (``_orig_mod``): their count varies,
     and each new count would be a new compiled shape.
-    Without autocast (CPU, fp32) the forward is float32 throughout.
+    Without autocast (precision fp32) the forward is float32 throughout.
     """
     device = x.device
     with autocast_for(device, amp):

@@ -24,8 +24,10 @@ cell comes back with ``status="failed"``, the message (model, epoch, exception) 
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import statistics
+import time
 import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -59,6 +61,7 @@ from fer_bench.training.augment import (
 from fer_bench.training.compiled import compile_for_eval
 from fer_bench.training.device import (
     CellMemory,
+    cpu_has_bf16,
     default_device,
     device_name,
     package_versions,
@@ -119,9 +122,12 @@ def resolve_config(spec: ModelSpec, **overrides: Any) -> TrainConfig:
 
 def resolve_cell(spec: ModelSpec, *, variant: str, split: str, seed: int, config: TrainConfig,
                  dataset_fingerprint: str, device: str | torch.device,
-                 amp: bool = True, alignment: str = DEFAULT_ALIGNMENT) -> Cell:
+                 precision: str = "auto", alignment: str = DEFAULT_ALIGNMENT) -> Cell:
     """The complete identity of ``spec`` trained with ``config`` on this data and device.
 
+    ``precision``: "auto" | "fp32" | "bf16" as asked (``--fer-precision``); the cell holds
+    the effective one (``cell.effective_precision``: "auto" is bf16 on CUDA, the model's
+    ``cpu_precision`` on a CPU with bf16 units).
     ``alignment``: the aligner output the cell uses (``data.alignment.cell_alignment``);
     ``ConfigError`` when the augmentation needs landmarks and it has none."""
     from fer_bench.data.alignment import check_cell_alignment
@@ -134,7 +140,10 @@ def resolve_cell(spec: ModelSpec, *, variant: str, split: str, seed: int, config
     return Cell(model=spec.name, variant=variant, split=split, seed=int(seed), recipe=config,
                 model_release=spec.release or "unregistered", alignment=alignment,
                 dataset=dataset_fingerprint,
-                device_type=device_type, precision=effective_precision(device_type, amp))
+                device_type=device_type,
+                precision=effective_precision(device_type, precision,
+                                              model_cpu_precision=spec.cpu_precision,
+                                              cpu_has_bf16=device_type == "cpu" and cpu_has_bf16()))
 
 
 #: Offset of the PLD label-draw stream's seed from the shuffle stream's (both torch generators).
@@ -315,11 +324,15 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
     # channels_last on every device: tensor cores on CUDA, and oneDNN on a CPU ran small_cnn
     # 1.3x faster (VGG16 / ResNet18 unchanged) on this project's 2-core machines.
     channels_last = True
+    setup_start = time.perf_counter()
     torch.manual_seed(seed)
     model = _build_checked_model(spec, config, device, init_path)
     record.params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    flops_start = time.perf_counter()
     record.train_flops_per_image, record.eval_flops_per_image = cell_flops(
         model, config, channels_last=channels_last, amp=amp)
+    record.flops_s = time.perf_counter() - flops_start
+    record.train_targets_sha256 = train_targets_sha256(data)
 
     augmentation = AUGMENTATIONS.get(config.augmentation)
     images, targets = augmentation.apply(data.train_images, data.train_targets, seed,
@@ -345,6 +358,8 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
         eval_model, record.compile_seconds = compile_for_eval(
             eval_model, eval_set_sizes={data.n_val, data.n_test}, device=device, **eval_kwargs)
     trained_per_epoch = (images.shape[0] // config.batch_size) * config.batch_size
+    record.setup_s = (record.setup_s or 0.0) + (time.perf_counter() - setup_start
+                                                 - record.flops_s - (record.compile_seconds or 0.0))
     eval_seconds = 0.0
     best: _Best | None = None
     try:
@@ -364,6 +379,8 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
             record.train_loss.append(mean_loss)
             record.val_acc.append(val_acc)
             record.test_acc.append(test_acc)
+            record.test_top1.append(metrics.top1_accuracy(test_probs, data.test_dist))
+            record.eval_s = eval_seconds
             record.train_images_per_s = trained_per_epoch / statistics.median(record.epoch_times_s)
             record.eval_images_per_s = epoch * (data.n_val + data.n_test) / max(eval_seconds, 1e-9)
             if best is None or val_acc > best.val_acc:
@@ -380,9 +397,21 @@ def _fill_selection(record: CellRecord, best: _Best, data: TaskData) -> None:
     record.acc_honest = record.test_acc[best.epoch - 1]
     record.acc_optimistic = max(record.test_acc)
     record.best_test_epoch = record.test_acc.index(record.acc_optimistic) + 1
+    record.acc_top1_honest = record.test_top1[best.epoch - 1]
+    record.acc_top1_optimistic = max(record.test_top1)
     fill_test_summary(record, best.test_probs, data.test_dist, data.test_complexity)
     if data.test_full_dist is not None:   # split scored otherwise (official-majority)
         record.acc_tie_aware = metrics.tie_aware_accuracy(best.test_probs, data.test_full_dist)
+
+
+def train_targets_sha256(data: TaskData) -> str:
+    """Hex sha256 of the training data's identity: the split fingerprint (which images, in
+    which order) and the treated targets, float32 [T, 8] little-endian, before augmentation.
+    Equal values mean the cells trained on identical images and targets."""
+    digest = hashlib.sha256(data.split_fingerprint.encode())
+    targets = data.train_targets.detach().to("cpu", torch.float32).contiguous().numpy()
+    digest.update(targets.astype("<f4", copy=False).tobytes())
+    return digest.hexdigest()
 
 
 def _on_device(data: TaskData, device: torch.device) -> TaskData:
@@ -424,7 +453,7 @@ def describe_model_failure(model: str, record: CellRecord, exc: BaseException) -
 
 def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | None = None,
              on_epoch: Callable[[EpochReport], None] | None = None, profile: str = "",
-             init_path: Path | None = None) -> CellRecord:
+             init_path: Path | None = None, setup_seconds: float = 0.0) -> CellRecord:
     """Train ``spec`` on ``data`` as its cell (``data.cell``) says; return the ``CellRecord``.
 
     ``device`` defaults to where ``data`` lives (data elsewhere is moved there once).
@@ -442,7 +471,9 @@ def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | No
     before it stay in the record. Bad configuration (``ConfigError``, ``DataError``) and
     ``CellSkipped`` raise; ``KeyboardInterrupt`` stops the run (cells finished before it
     are already stored by ``get_or_run_cell``).
+    ``setup_seconds``: time already spent building ``data`` (counted in ``setup_s``).
     """
+    cell_start = time.perf_counter() - setup_seconds
     device = torch.device(device) if device is not None else data.device
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -456,6 +487,7 @@ def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | No
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     record = _new_record(data, device, profile, init_path)
+    record.setup_s = setup_seconds
     memory = CellMemory(device).start()
     release = False
     try:
@@ -481,6 +513,7 @@ def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | No
         if device.type == "cuda":
             torch.cuda.empty_cache()
     record.finished_at = _now()
+    record.wall_s = time.perf_counter() - cell_start
     return record
 
 
@@ -515,9 +548,15 @@ def get_or_run_cell(store: Any, spec: ModelSpec, clean: Any, cell: Cell, *,
         if stored is not None and stored.status == "ok":
             return stored, True
         device = torch.device(device or default_device())
+        setup_start = time.perf_counter()
         data = build_task_data(clean, cell, device=device)
         record = run_cell(spec, data, device=device, on_epoch=on_epoch, profile=profile,
-                          init_path=init_path)
+                          init_path=init_path, setup_seconds=time.perf_counter() - setup_start)
         record.experiment = experiment
+        store_start = time.perf_counter()
+        store.put(record)
+        # The file then holds the time of its own first write (a second write, a few ms).
+        record.store_s = time.perf_counter() - store_start
+        record.wall_s = (record.wall_s or 0.0) + record.store_s
         store.put(record)
     return record, False

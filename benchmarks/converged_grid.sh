@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The pre-registered converged N-hot grid (leaderboard/PREREGISTRATION.md) on a CPU, full
+# FERPlus, every cell under CPU bf16 autocast (pinned: --fer-precision bf16):
+#   P1 fast_resnet (own 9-epoch recipe), ordinary, N = 1, 3, 8, seeds 0-4   (15 cells)
+#   P2 the same on the complex split                                        (15 cells)
+#   P3 the same with loss=mse, ordinary, N = 1, 8, seeds 0-4                (10 cells)
+#   T  the bf16 check's fp32 twins: 8-hot s0, 1-hot s0, 8-hot s1, ordinary   (3 cells)
+#   P4 VGG16, complex, N = 1, 8, seeds 0-2: added by the plan's amendment    (6 cells)
+#
+# Resumable: each finished cell is a JSON file in the result store leaderboard/cells/
+# (committed with the leaderboard); a run cut off anywhere continues from what is there.
+# Blocks run in priority order, the primary contrast's cells (N = 1, 8) first.
+#
+#   nohup bash benchmarks/converged_grid.sh > leaderboard/converged/grid.log 2>&1 &
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DATA="${FER_BENCH_FERPLUS:-../shared/data/ferplus}"
+OUT=leaderboard/converged
+mkdir -p "$OUT"
+COMMON=(benchmarks/test_nhot.py --fer-data "$DATA" --fer-models fast_resnet
+        --fer-results leaderboard/cells -p no:cacheprovider -q)
+block() {   # block NAME ARGS...: one pytest session, its benchmark JSON in $OUT/NAME.json
+  local name=$1; shift
+  echo "=== block $name: $* ($(date -u +%FT%TZ))"
+  python -m pytest "${COMMON[@]}" "$@" --benchmark-json "$OUT/$name.json"
+}
+BF16=(--fer-precision bf16)
+block p1_primary "${BF16[@]}" --fer-splits ordinary --fer-nhot 1,8 --fer-seeds 0-4
+block p1_n3      "${BF16[@]}" --fer-splits ordinary --fer-nhot 3   --fer-seeds 0-4
+block p2_primary "${BF16[@]}" --fer-splits complex  --fer-nhot 1,8 --fer-seeds 0-4
+block p2_n3      "${BF16[@]}" --fer-splits complex  --fer-nhot 3   --fer-seeds 0-4
+block p3_mse     "${BF16[@]}" --fer-splits ordinary --fer-nhot 1,8 --fer-seeds 0-4 --fer-loss mse
+block twins_fp32 --fer-precision fp32 --fer-splits ordinary --fer-nhot 8 --fer-seeds 0,1
+block twins_fp32_n1 --fer-precision fp32 --fer-splits ordinary --fer-nhot 1 --fer-seeds 0
+echo "=== grid done ($(date -u +%FT%TZ))"
