@@ -12,13 +12,19 @@
 # Blocks run in priority order, the primary contrast's cells (N = 1, 8) first.
 #
 #   nohup bash benchmarks/converged_grid.sh > leaderboard/converged/grid.log 2>&1 &
+#
+# GRID_LEADERBOARD (default: this checkout's leaderboard/) is where cells and block JSON
+# go: run the script from a frozen worktree of the code (git worktree add --detach DIR) and
+# point it at the working checkout's leaderboard, so edits made meanwhile never reach a
+# running grid.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DATA="${FER_BENCH_FERPLUS:-../shared/data/ferplus}"
-OUT=leaderboard/converged
+LEADERBOARD="${GRID_LEADERBOARD:-leaderboard}"
+OUT="$LEADERBOARD/converged"
 mkdir -p "$OUT"
 COMMON=(benchmarks/test_nhot.py --fer-data "$DATA" --fer-models fast_resnet
-        --fer-results leaderboard/cells -p no:cacheprovider -q)
+        --fer-results "$LEADERBOARD/cells" -p no:cacheprovider -q)
 block() {   # block NAME ARGS...: one pytest session, its benchmark JSON in $OUT/NAME.json
   local name=$1; shift
   echo "=== block $name: $* ($(date -u +%FT%TZ))"
