@@ -21,7 +21,16 @@ pytest process; what it did is in the run folder, whatever the engine reports.
   GPU), and each shard process then caps its CUDA allocator at that fraction
   (``torch.cuda.set_per_process_memory_fraction``, in the probe plugin). Tasks are not
   retried by Ray (``max_retries=0``): ``fer-bench launch --resume`` reruns failed shards
-  and the shared store keeps every finished cell.
+  and the shared store keeps every finished cell. A Ray worker inherits the raylet's
+  environment, not the launcher's: each task gets the launcher's (``runtime_env``
+  ``env_vars``, less Ray's own variables and ``CUDA_VISIBLE_DEVICES``), as ``sbatch``
+  exports it to a Slurm job. A killed worker is a shard lost by the engine (its pytest
+  dies with it, see ``shard``).
+
+On Slurm the launcher does not wait through submitit's ``job.result()``, which asks
+``sacct`` and, without accounting, waits forever for a job that never writes its result:
+``wait_slurm`` asks Slurm itself (``fer_bench.launch.slurm``) and reports a shard that did
+not run to its end with its Slurm state (CANCELLED, TIMEOUT, ...) within seconds.
 """
 
 from __future__ import annotations
@@ -37,11 +46,20 @@ from types import ModuleType
 from typing import Any
 
 from fer_bench.errors import ConfigError
-from fer_bench.launch.layout import describe_exit
+from fer_bench.launch.layout import (
+    FINISHED_CODES,
+    describe_exit,
+    manifest_path,
+    read_manifest,
+    write_json,
+)
 from fer_bench.launch.shard import ShardTask, run_shard
 
 Results = dict[int, "int | None"]
 Report = Callable[[str], None]
+#: Seconds between two questions to Slurm while waiting; seconds an ended job may take to
+#: show its result file (a shared file system's lag) before it is reported without one.
+SLURM_POLL_S, SETTLE_S = 10.0, 15.0
 
 
 def require_extra(module: str, engine: str) -> ModuleType:
@@ -86,7 +104,10 @@ class Engine:
 
 
 def _finished(report: Report, task: ShardTask, code: int | None, seconds: float, note: str = "") -> None:
-    what = describe_exit(code) if code is not None else f"lost by the engine: {note}"
+    if code is None:
+        what = f"lost by the engine: {note}"
+    else:
+        what = describe_exit(code) + (f"; {note}" if note else "")
     report(f"shard {task.index}/{task.count} finished: {what} ({seconds:.0f}s)")
 
 
@@ -227,15 +248,90 @@ class SubmititEngine(Engine):
             jobs = executor.map_array(run_shard, batch)
             report(f"submitted shards {batch[0].index}-{batch[-1].index} as {self.cluster} jobs "
                    f"{', '.join(str(j.job_id) for j in jobs)}")
+            if self.cluster == "slurm":
+                record_jobs(Path(batch[0].run_dir), batch, jobs)
+                results.update(wait_slurm(list(zip(batch, jobs, strict=True)), report, start))
+                continue
             for task, job in zip(batch, jobs, strict=True):
-                try:
-                    code: int | None = int(job.result())
-                    note = ""
-                except Exception as exc:    # submitit's FailedJobError, UncompletedJobError ...
-                    code, note = None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1:]}"
+                code, note = _job_outcome(job)
                 _finished(report, task, code, time.monotonic() - start, note)
                 results[task.index] = code
         return results
+
+
+def record_jobs(run_dir: Path, tasks: Sequence[ShardTask], jobs: Sequence[Any]) -> None:
+    """Note each shard's job id in the manifest (``jobs``): ``--status`` asks Slurm about it."""
+    manifest = read_manifest(run_dir)
+    manifest["jobs"] = {**(manifest.get("jobs") or {}),
+                        **{str(t.index): str(j.job_id) for t, j in zip(tasks, jobs, strict=True)}}
+    write_json(manifest_path(run_dir), manifest)
+
+
+def _job_outcome(job: Any) -> tuple[int | None, str]:
+    """(the shard's exit code, "") from a submitit job's result, or (None, what went wrong)."""
+    try:
+        return int(job.result()), ""
+    except Exception as exc:    # submitit's FailedJobError, UncompletedJobError ...
+        return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1:]}"
+
+
+def wait_slurm(pairs: list[tuple[ShardTask, Any]], report: Report, start: float,
+               poll_s: float | None = None) -> Results:
+    """Wait for submitit Slurm jobs without submitit's watcher, which trusts ``sacct`` and
+    waits forever for a job that ends without a result file when there is no accounting.
+
+    A job is over when its result file exists (its exit code is then read from it) or when
+    Slurm says it ended (``fer_bench.launch.slurm.query_states``: squeue, sacct, the job's
+    stderr) and ``SETTLE_S`` more seconds brought no result file. A shard that did not run
+    to its end is reported with its Slurm state (CANCELLED, TIMEOUT, ...). Slurm is asked
+    every ``poll_s`` seconds (``$FER_BENCH_SLURM_POLL_S``, default 10), every 2 s while a
+    job settles; the result files are looked at every second.
+    """
+    from fer_bench.launch.slurm import query_states
+
+    poll_s = poll_s or float(os.environ.get("FER_BENCH_SLURM_POLL_S") or SLURM_POLL_S)
+    waiting = {task.index: (task, job) for task, job in pairs}
+    settling: dict[int, float] = {}
+    states: dict[str, Any] = {}
+    asked, unreachable = float("-inf"), ""
+    results: Results = {}
+    while waiting:
+        now = time.monotonic()
+        if now - asked >= (min(poll_s, 2.0) if settling else poll_s):
+            states = query_states([str(job.job_id) for _, job in waiting.values()],
+                                  {str(job.job_id): job.paths.stderr for _, job in waiting.values()})
+            asked = now
+            down = next((s for s in states.values() if s.state == "UNREACHABLE"), None)
+            if down is not None and down.reason != unreachable:
+                report(f"cannot ask Slurm about the shards' jobs ({down.reason}); still waiting")
+            unreachable = down.reason if down is not None else ""
+        for index, (task, job) in list(waiting.items()):
+            state = states.get(str(job.job_id))
+            if job.paths.result_pickle.exists():
+                code, note = _job_outcome(job)
+                if code not in FINISHED_CODES:
+                    if state is not None and state.live and now - settling.setdefault(index, now) < SETTLE_S:
+                        continue            # wait for Slurm's final word (COMPLETING -> CANCELLED)
+                    if state is not None and state.state != "COMPLETED":
+                        note = "; ".join(filter(None, [state.describe(), note]))
+            elif state is None or state.live or now - settling.setdefault(index, now) < SETTLE_S:
+                continue
+            else:
+                code, note = None, state.describe()
+            _finished(report, task, code, time.monotonic() - start, note)
+            results[index] = code
+            del waiting[index]
+        if waiting:
+            time.sleep(1.0)
+    return results
+
+
+def ray_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """What a Ray shard's environment gets from the launcher's: all of it but Ray's own
+    variables and ``CUDA_VISIBLE_DEVICES`` (Ray sets that per worker)."""
+    environ = dict(os.environ) if environ is None else environ
+    return {k: v for k, v in environ.items()
+            if not k.startswith("RAY_") and k != "CUDA_VISIBLE_DEVICES"}
 
 
 def _ray_shard(task: ShardTask) -> int:
@@ -271,7 +367,8 @@ class RayEngine(Engine):
         fraction = self.gpus_per_shard if 0 < self.gpus_per_shard < 1 else None
         ray.init(address=self.address, ignore_reinit_error=True, include_dashboard=False)
         remote = ray.remote(num_gpus=self.gpus_per_shard, num_cpus=self.cpus_per_shard,
-                            max_retries=0)(_ray_shard)
+                            max_retries=0)(_ray_shard).options(
+            runtime_env={"env_vars": ray_environment()})
         start = time.monotonic()
         refs = {task.index: remote.remote(replace(task, memory_fraction=fraction)) for task in tasks}
         results: Results = {}
@@ -280,7 +377,8 @@ class RayEngine(Engine):
                 code: int | None = int(ray.get(refs[task.index]))
                 note = ""
             except Exception as exc:   # ray.exceptions.RayTaskError, WorkerCrashedError ...
-                code, note = None, f"{type(exc).__name__}"
+                first = next(iter(str(exc).strip().splitlines()), "")
+                code, note = None, f"{type(exc).__name__}" + (f" ({first[:160]})" if first else "")
             _finished(report, task, code, time.monotonic() - start, note)
             results[task.index] = code
         return results

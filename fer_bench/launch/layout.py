@@ -124,6 +124,8 @@ class ShardState:
     pid: int = 0
     exit_code: int | None = None
     attempt: int = 0
+    slurm_job: str = ""         # the Slurm job the shard's state file was written in
+    scheduler: str = ""         # what the scheduler says (``status``: "Slurm job 4_1 TIMEOUT")
 
 
 def json_problem(path: Path) -> str | None:
@@ -155,7 +157,7 @@ def shard_state(run_dir: Path, index: int, *, alive: Any = None) -> ShardState:
     host, pid = str(state.get("host", "")), int(state.get("pid") or 0)
     code = state.get("exit_code")
     common = dict(json_path=out, log_path=log, host=host, pid=pid, exit_code=code,
-                  attempt=int(state.get("attempt") or 0))
+                  attempt=int(state.get("attempt") or 0), slurm_job=str(state.get("slurm_job") or ""))
     problem = json_problem(out)
     if state.get("state") == "running":
         if alive is None:

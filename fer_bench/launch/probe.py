@@ -10,7 +10,10 @@ Inactive unless ``--fer-launch-dir RUN_DIR`` is given. Then it writes, for shard
   (outcome, cell id, store key, status, whether it came from the store; the record itself
   for a cell that failed before its first epoch, which pytest-benchmark keeps no entry for).
 
-``--fer-launch-memory-fraction F`` caps this process's CUDA caching allocator at ``F`` of
+With ``$FER_BENCH_LAUNCH_PARENT`` (set by ``run_shard`` to its own pid) the process asks
+Linux to SIGKILL it when that parent dies (``PR_SET_PDEATHSIG``): the wrapper publishes the
+shard's results, so a pytest that outlived it (a killed Ray worker) could only train on
+unseen. ``--fer-launch-memory-fraction F`` caps this process's CUDA caching allocator at ``F`` of
 every visible GPU (``torch.cuda.set_per_process_memory_fraction``): the Ray engine's
 fractional GPUs, where several shards share one device.
 """
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,16 +41,45 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--fer-launch-shard", type=int, default=None, help="this shard's index i")
     group.addoption("--fer-launch-memory-fraction", type=float, default=None,
                     help="cap the CUDA allocator at this fraction of each visible GPU")
+    group.addoption("--fer-launch-plan", default=None,
+                    help="write the collected cells and their plan to this JSON file")
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    parent = os.environ.get("FER_BENCH_LAUNCH_PARENT", "")
+    if parent.isdigit():
+        die_with_parent(int(parent))
     run_dir = config.getoption("fer_launch_dir", default=None)
+    plan = config.getoption("fer_launch_plan", default=None)
+    if plan:
+        config.pluginmanager.register(PlanProbe(Path(plan)), "fer_bench_launch_plan")
     fraction = config.getoption("fer_launch_memory_fraction", default=None)
     if fraction:
         cap_gpu_memory(float(fraction))
     if run_dir:
         index = config.getoption("fer_launch_shard") or 1
         config.pluginmanager.register(ShardProbe(Path(run_dir), int(index)), "fer_bench_launch_probe")
+
+
+def die_with_parent(parent: int) -> bool:
+    """SIGKILL this process when ``parent`` dies (Linux ``prctl(PR_SET_PDEATHSIG)``); kill it
+    now when ``parent`` is already gone. False where the platform cannot (nothing is done)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) != 0:       # 1 = PR_SET_PDEATHSIG
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent:          # the parent died before the request was made?
+        from fer_bench.claims import pid_alive
+
+        if not pid_alive(parent):
+            os.kill(os.getpid(), signal.SIGKILL)
+    return True
 
 
 def cap_gpu_memory(fraction: float) -> list[int]:
@@ -111,3 +145,36 @@ class ShardProbe:
             if not record.epoch_times_s:
                 event["record"] = record.to_dict()
         self._event(**event)
+
+
+class PlanProbe:
+    """``--fer-launch-plan PATH``: the check ``fer-bench launch`` runs before any shard
+    (``pytest --collect-only`` of the whole selection). Once collection ends it writes
+    ``{"cells": [node ids], "plan": Plan.to_dict() or None, "lines": [...]}`` to PATH: every
+    fer_bench cell collected and the plugin's plan of them (``fer_bench.plugin_plan``: cells
+    to train and from the store, epochs, device, precision, estimated time; as
+    ``--fer-plan`` asks). A plan that cannot be made is one line in ``lines``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        cells = [item for item in session.items
+                 if CELL_FIXTURE in getattr(item, "fixturenames", ())]
+        document: dict[str, Any] = {"cells": [item.nodeid for item in cells], "plan": None,
+                                    "lines": []}
+        if cells:
+            from fer_bench.plugin import session_of
+
+            state = session_of(session.config)
+            if state.settings.plan != "off":
+                from fer_bench.plugin_plan import PLAN_PREFIX, build_plan, plan_lines
+
+                try:
+                    plan = build_plan(state, cells, cost=state.settings.plan == "cost")
+                    document.update(plan=plan.to_dict(), lines=plan_lines(plan))
+                except Exception as exc:   # the launch goes on; its shards report the cause
+                    document["lines"] = [f"{PLAN_PREFIX} not available ({type(exc).__name__}: "
+                                         f"{' '.join(str(exc).split())})"]
+        write_json(self.path, document)

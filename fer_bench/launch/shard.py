@@ -7,7 +7,13 @@
         -p fer_bench.launch.probe --fer-launch-dir RUN_DIR --fer-launch-shard i
 
 with its output appended to ``logs/shard-i.log`` and its state (host, pid, attempt, exit
-code) in ``shards/shard-i.state.json``. When pytest exits normally (0: all passed, 1: some
+code, Slurm job id) in ``shards/shard-i.state.json``. The pytest process dies with its
+wrapper (``$FER_BENCH_LAUNCH_PARENT``, see ``probe``): a shard whose wrapper was killed (a
+Ray worker, say) leaves no orphan training on. In a Slurm job the wrapper and pytest ignore
+SIGUSR2, which submitit asks Slurm to send 90 s before the time limit (``--signal``) and
+which would kill pytest at once (its default action) while submitit's handler left the
+wrapper to end the job early, not as TIMEOUT: the shard runs until Slurm stops it, and the
+launcher reports the job's state. When pytest exits normally (0: all passed, 1: some
 cells failed, 5: no cell) the JSON is checked and published as ``RUN_DIR/shard-i.json``
 through ``fileio`` (so that file is either absent or complete). pytest-benchmark writes
 nothing when no cell of the shard reached an epoch; then a JSON holding those cells'
@@ -20,8 +26,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,6 +83,22 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def slurm_job_id(environ: dict[str, str] | None = None) -> str | None:
+    """This process's Slurm job as squeue names it ("12_1" for an array task), else None."""
+    environ = dict(os.environ) if environ is None else environ
+    array, task = environ.get("SLURM_ARRAY_JOB_ID"), environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else environ.get("SLURM_JOB_ID") or None
+
+
+def _ignore_slurm_warning() -> bool:
+    """In a Slurm job's main thread: ignore SIGUSR2 here and in the pytest started next (an
+    ignored signal stays ignored across exec). See the module docstring."""
+    if not os.environ.get("SLURM_JOB_ID") or threading.current_thread() is not threading.main_thread():
+        return False
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    return True
+
+
 def run_shard(task: ShardTask) -> int:
     """Run shard ``task`` to its end; returns pytest's exit code (negative: killed by a
     signal). Never raises for a failing shard: the state file and the log tell."""
@@ -83,9 +107,10 @@ def run_shard(task: ShardTask) -> int:
     run_dir = Path(task.run_dir)
     manifest = read_manifest(run_dir)
     command = shard_command(manifest, task)
-    env = dict(os.environ)
+    env = dict(os.environ, FER_BENCH_LAUNCH_PARENT=str(os.getpid()))
     if task.gpus is not None:
         env["CUDA_VISIBLE_DEVICES"] = task.gpus
+    ignoring_usr2 = _ignore_slurm_warning()
     state_path = shard_file(run_dir, task.index, "state.json")
     attempt = int((read_json(state_path) or {}).get("attempt") or 0) + 1
     for stale in (shard_json(run_dir, task.index), shard_file(run_dir, task.index, "pytest.json")):
@@ -96,10 +121,14 @@ def run_shard(task: ShardTask) -> int:
         "shard": task.index, "of": task.count, "attempt": attempt, "host": HOST, "pidns": PIDNS,
         "wrapper_pid": os.getpid(), "started": _now(), "gpus": task.gpus,
         "memory_fraction": task.memory_fraction, "command": command,
+        "slurm_job": slurm_job_id(),
     }
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"=== fer-bench launch: shard {task.index}/{task.count}, attempt {attempt}, "
                   f"{HOST}, {_now()}\n=== {' '.join(command)}\n")
+        if ignoring_usr2:
+            log.write(f"=== Slurm job {state['slurm_job']}: SIGUSR2 (submitit's time-limit "
+                      "warning) is ignored; the shard runs until Slurm stops it\n")
         log.flush()
         try:
             process = subprocess.Popen(command, cwd=manifest.get("cwd") or None, env=env,

@@ -1,9 +1,13 @@
 """``fer-bench launch --status RUN_DIR``: cells done / running / failed / left, shards done /
 running / failed / missing, and the claims in the shared store.
 
-Read from the run folder only (the shards' plans, cell events and states; see ``layout``)
-plus the store's claim files, so it works from any machine that sees the folder, while the
-run goes on, after a crash, and for a run whose shards were never started.
+Read from the run folder (the shards' plans, cell events and states; see ``layout``) plus
+the store's claim files, so it works from any machine that sees the folder, while the run
+goes on, after a crash, and for a run whose shards were never started. For a Slurm run
+(job ids in the manifest or in the shards' state files) the scheduler has the last word on
+unfinished shards (``fer_bench.launch.slurm``, no accounting needed): a queued job is a
+running shard (never relaunched by ``--resume``), a job that ended CANCELLED, TIMEOUT,
+FAILED, ... is a failed shard with that state, whatever its files still say.
 
 A cell is *done* (its test passed, trained or read from the store), *failed* (its test
 failed: a failed cell, or an error around it), *skipped*, *running* (started, its shard
@@ -14,7 +18,7 @@ shards are counted.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,7 @@ from fer_bench.launch.layout import (
     shard_file,
     shard_state,
 )
+from fer_bench.launch.slurm import JobState
 from fer_bench.profiles import select_shard
 
 CELL_STATES = ("done", "running", "failed", "skipped", "left")
@@ -73,7 +78,8 @@ class RunStatus:
             "claims": {"live": self.claims_live, "stale": self.claims_stale},
             "shard_details": [{"index": s.index, "state": s.state, "detail": s.detail,
                                "exit_code": s.exit_code, "attempt": s.attempt, "host": s.host,
-                               "log": str(s.log_path)} for s in self.shards],
+                               "log": str(s.log_path), "scheduler": s.scheduler or None}
+                              for s in self.shards],
             "cells_by_state": {state: sorted(n for n, s in self.cells.items() if s == state)
                                for state in CELL_STATES if state != "done"},
         }
@@ -98,12 +104,60 @@ def _cell_states(run_dir: Path, shard: ShardState, mine: list[str]) -> dict[str,
     return states
 
 
+def slurm_jobs(manifest: dict[str, Any], shards: list[ShardState]) -> dict[int, str]:
+    """Shard index -> its latest Slurm job: the manifest's ``jobs`` (written at submission)
+    for a Slurm run, else the job a shard's state file was written in."""
+    options = manifest.get("engine_options") or {}
+    on_slurm = manifest.get("engine") == "submitit" and options.get("cluster", "slurm") == "slurm"
+    jobs = {int(k): str(v) for k, v in (manifest.get("jobs") or {}).items()} if on_slurm else {}
+    for shard in shards:
+        if shard.slurm_job and shard.index not in jobs:
+            jobs[shard.index] = shard.slurm_job
+    return jobs
+
+
+def slurm_verdict(shard: ShardState, job: JobState) -> ShardState:
+    """``shard`` as its files tell it, corrected by what Slurm says of its latest job."""
+    said = job.describe()
+    if shard.state == "done" or job.state in ("UNKNOWN", "UNREACHABLE"):
+        return replace(shard, scheduler=said)
+    own = shard.slurm_job == job.job_id        # the shard's state file is from this job
+    if job.queued:
+        return replace(shard, state="running", detail=f"queued: {said}", scheduler=said)
+    if job.live:
+        if shard.state == "running" or not own:
+            detail = shard.detail if shard.state == "running" else "starting"
+            return replace(shard, state="running", detail=f"{detail}; {said}", scheduler=said)
+        return replace(shard, detail=f"{said}; {shard.detail}", scheduler=said)
+    if not own:
+        why = "the shard never started in it" if shard.state == "missing" else shard.detail
+        return replace(shard, state="failed", detail=f"{said}; {why}", scheduler=said)
+    if shard.state == "running":            # its files lag behind: Slurm stopped the job
+        return replace(shard, state="failed", detail=f"{said}; the shard's process was stopped "
+                       f"(log {shard.log_path})", scheduler=said)
+    return replace(shard, state="failed", detail=f"{said}; {shard.detail}", scheduler=said)
+
+
+def with_slurm_states(run_dir: Path, manifest: dict[str, Any],
+                      shards: list[ShardState]) -> list[ShardState]:
+    """``shards`` with the Slurm state of each unfinished shard's job (one squeue call)."""
+    jobs = {i: j for i, j in slurm_jobs(manifest, shards).items()
+            if any(s.index == i and s.state != "done" for s in shards)}
+    if not jobs:
+        return shards
+    from fer_bench.launch.slurm import query_states, submitit_stderr
+
+    folder = Path(run_dir) / "submitit"
+    states = query_states(jobs.values(), {j: submitit_stderr(folder, j) for j in jobs.values()})
+    return [slurm_verdict(s, states[jobs[s.index]]) if s.index in jobs else s for s in shards]
+
+
 def run_status(run_dir: str | Path) -> RunStatus:
     """Read the status of the launch in ``run_dir`` (``DataError`` when it holds none)."""
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
     count = int(manifest["shards"])
-    shards = [shard_state(run_dir, i) for i in range(1, count + 1)]
+    shards = with_slurm_states(run_dir, manifest, [shard_state(run_dir, i) for i in range(1, count + 1)])
     status = RunStatus(run_dir, manifest, shards)
     plans = {s.index: read_json(shard_file(run_dir, s.index, "plan.json")) for s in shards}
     grid = next((p["all"] for p in plans.values() if isinstance(p, dict) and p.get("all")), None)

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Stops exactly the daemons ci/slurm-up.sh started (the names in $FER_SLURM_DIR/started), each
+# by its pid file, newest first: SIGTERM, then SIGKILL after 20 s. Anything else is left alone.
+set -uo pipefail
+
+DIR="${FER_SLURM_DIR:-/var/tmp/fer-bench-slurm}"
+log() { echo "slurm-down: $*" >&2; }
+
+if [ ! -s "$DIR/started" ]; then
+    log "nothing was started by ci/slurm-up.sh ($DIR/started is empty or missing)"
+    exit 0
+fi
+for daemon in $(tac "$DIR/started"); do
+    pidfile="$DIR/$daemon.pid"
+    pid="$(cat "$pidfile" 2>/dev/null || true)"
+    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+        log "$daemon: not running (pid file $pidfile)"
+        continue
+    fi
+    kill -TERM "$pid"
+    for _ in $(seq 40); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.5
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        log "$daemon (pid $pid) ignored SIGTERM for 20 s; SIGKILL"
+        kill -KILL "$pid"
+    fi
+    log "stopped $daemon (pid $pid)"
+done
+rm -f "$DIR/started"
