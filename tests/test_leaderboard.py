@@ -112,12 +112,15 @@ def test_golden_markdown_rows_exact(golden):
         m1, h1 = _expected_cell(list(base.values()))
         m3, h3 = _expected_cell(list(three.values()))
         p = scipy_stats.ttest_rel([three[s] for s in range(3)], [base[s] for s in range(3)]).pvalue
-        accuracy = f"| {escaped} | {m1:.2f} ± {h1:.2f} | **{m3:.2f} ± {h3:.2f}** | 3 |"
+        rows = [r for r in golden.records if r.model == model]
+        last = sum(r.best_val_epoch == len(r.val_acc) for r in rows)   # still improving
+        accuracy = (f"| {escaped} | {m1:.2f} ± {h1:.2f} | **{m3:.2f} ± {h3:.2f}** | 3 "
+                    f"| {last} of {len(rows)} | none |")
         comparison = f"| {escaped} | 3 | {m3 - m1:+.2f} | {p:.4f} | paired t, n=3 |"
         assert accuracy in text.splitlines(), accuracy
         assert comparison in text.splitlines(), comparison
     # hand-checked strings for the golden data (vgg16: 30/31/29 vs 33/33/32 of 40 correct)
-    assert "| vgg16 | 75.00 ± 6.21 | **81.67 ± 3.59** | 3 |" in text
+    assert "| vgg16 | 75.00 ± 6.21 | **81.67 ± 3.59** | 3 | 0 of 6 | none |" in text
     assert "| vgg16 | 3 | +6.67 | 0.0153 | paired t, n=3 |" in text
     assert "## nhot — N-hot vs 1-hot (report 4.4, 4.5)" in text      # the experiment's section
     assert "8-hot vs 1-hot (pts)" not in text                      # no 8-hot cell: no column

@@ -27,7 +27,12 @@ from fer_bench.leaderboard.markdown import escape_markdown, render_markdown
 from fer_bench.leaderboard.plots import plot_accuracy_by_complexity, plot_accuracy_vs_n
 from fer_bench.leaderboard.rows import summarize, summarize_sections
 from fer_bench.leaderboard.stats import SINGLE_RUN, TABLE2_THRESHOLD, epoch_statistics
-from fer_bench.leaderboard.table import build_sections, build_tables, print_terminal_tables
+from fer_bench.leaderboard.table import (
+    TOP1_MISSING_NOTE,
+    build_sections,
+    build_tables,
+    print_terminal_tables,
+)
 from tests.test_leaderboard_support import (
     GOLDEN_V1,
     clone,
@@ -118,7 +123,7 @@ def test_every_identity_axis_that_varies_is_in_the_label():
     base = _grid({1: [0.6]})
     other = [clone(r, epochs=5, augmentation="flip_rot20", protocol=1) for r in base]
     labels = {row.label for row in summarize(base + other)["ordinary"]}
-    assert labels == {"small_cnn aug=none epochs=3 protocol=2",
+    assert labels == {"small_cnn aug=none epochs=3 protocol=2 (short-budget result: 3 of 5 epochs)",
                       "small_cnn aug=flip_rot20 epochs=5 protocol=1"}
 
 
@@ -245,7 +250,7 @@ def test_tables_per_split_in_order_with_the_complex_note():
     frames = build_tables(records)
     assert list(frames) == ["ordinary", "complex", "official", "custom"]
     assert any("carved from the training pool" in n for n in frames["complex"].attrs["notes"])
-    assert frames["ordinary"].attrs["notes"] == []
+    assert frames["ordinary"].attrs["notes"] == [TOP1_MISSING_NOTE]   # records without top-1
     text = render_markdown(records, [])
     complex_part = text.split("### complex split")[1].split("### official split")[0]
     assert "> Note: complex split&#58; the validation slice is carved from the training pool" in complex_part
@@ -294,7 +299,8 @@ def test_a_new_column_is_one_registry_entry(monkeypatch):
     records = _grid({1: [0.6]}, experiment="losses")
     assert build_tables(records, experiment="losses")["ordinary"].loc["small_cnn", "median KL"] == "0.42"
     assert "median KL" not in build_tables(records, experiment="nhot")["ordinary"]
-    assert "| model | 1-hot | seeds | median KL |" in render_markdown(records, []).splitlines()
+    header = "| model | 1-hot | seeds | best val epoch = last (still improving) | median KL |"
+    assert header in render_markdown(records, []).splitlines()
 
 
 def test_other_variants_keep_their_names_and_have_no_best_n():

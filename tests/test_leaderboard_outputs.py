@@ -126,10 +126,13 @@ def test_leaderboard_command_writes_everything(tmp_path, golden_path):
     console = Console(record=True, width=200)
     assert leaderboard_command(args, console=console) == 0
     assert {p.name for p in out.iterdir()} == {
-        "README.md", "accuracy_vs_n.png", "accuracy_by_complexity.png", "results.json"}
+        "README.md", "gain_vs_n.png", "accuracy_vs_n.png", "accuracy_by_complexity.png",
+        "results.json"}
     readme = (out / "README.md").read_text()
     assert "![accuracy vs n](accuracy_vs_n.png)" in readme
-    assert "| vgg16 | 75.00 ± 6.21 | **81.67 ± 3.59** | 3 |" in readme
+    assert "| vgg16 | 75.00 ± 6.21 | **81.67 ± 3.59** | 3 | 0 of 6 | none |" in readme
+    assert "![gain vs n](gain_vs_n.png)" in readme
+    _assert_png(out / "gain_vs_n.png")
     _assert_png(out / "accuracy_vs_n.png")
     again = load_results([out / "results.json"])
     original = load_results([golden_path])

@@ -8,7 +8,7 @@ order. **A new leaderboard column is one entry in ``COLUMNS``**::
 
 ``fn(row)`` returns the display text of one ``RowSummary``; ``experiments`` limits the
 column to those sections (empty: every section); ``part`` picks the drawn table (accuracy,
-comparison or cost); ``when(rows)`` hides the column from a table where it means nothing (e.g. best N
+top-1, comparison or cost); ``when(rows)`` hides the column from a table where it means nothing (e.g. best N
 without two N-hot variants); ``text`` columns are left-aligned and may wrap.
 """
 
@@ -18,7 +18,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from fer_bench.leaderboard.alignment import aligned_text, flags_text, has_flags, unaligned_text
+from fer_bench.leaderboard.diagnostics import (
+    TIME_PARTS,
+    coincidence_text,
+    convergence_text,
+    has_time_split,
+    overhead_text,
+    seconds_text,
+)
 from fer_bench.leaderboard.literature import has_literature, literature_accuracy_text
+from fer_bench.leaderboard.recovery import (
+    READING_COLUMN,
+    TAGGERS_COLUMN,
+    acc_column,
+    acc_text,
+    has_truth,
+    has_truth_at,
+    kl_column,
+    kl_text,
+    reading_text,
+    taggers_text,
+)
+from fer_bench.leaderboard.recovery import SECTION as RECOVERY_SECTION
 from fer_bench.leaderboard.rows import MISSING, NHOT_SECTION, RowSummary
 from fer_bench.leaderboard.stats import (
     SINGLE_RUN,
@@ -28,11 +49,13 @@ from fer_bench.leaderboard.stats import (
     mean_epoch_statistics,
 )
 
-#: The drawn tables of a split, in order (a terminal cannot hold all columns in one).
+#: The drawn tables of a split, in order (a terminal cannot hold all columns in one):
+#: tie-aware accuracy, top-1 accuracy beside it, the comparisons, the costs.
 ACCURACY = "accuracy"
+TOP1_PART = "top-1"
 COMPARISON = "comparison"
 COST = "cost"
-PARTS = (ACCURACY, COMPARISON, COST)
+PARTS = (ACCURACY, TOP1_PART, COMPARISON, COST)
 FAILED = "failed"
 
 SEEDS_COLUMN = "seeds"
@@ -44,6 +67,17 @@ EIGHT_GAIN_COLUMN = "8-hot vs 1-hot (pts)"
 EIGHT_CI_COLUMN = "95% CI (8 vs 1, pts)"
 EIGHT_P_COLUMN = "p (8 vs 1)"
 EIGHT_TEST_COLUMN = "test (8 vs 1)"
+EIGHT_TOP1_GAIN_COLUMN = "8-hot vs 1-hot, top-1 (pts)"
+EIGHT_TOP1_CI_COLUMN = "95% CI (8 vs 1, top-1, pts)"
+EIGHT_TOP1_P_COLUMN = "p (8 vs 1, top-1)"
+#: Issue 22: in how many of the row's cells the best validation epoch was the last one.
+CONVERGENCE_COLUMN = "best val epoch = last (still improving)"
+#: Issue 22: groups of the row's cells that trained on identical data (by fingerprint).
+COINCIDENCE_COLUMN = "identical training data"
+#: Issue 21 part 4: mean seconds per cell of each part of its wall time, and the overhead.
+TIME_COLUMNS = tuple(f"{label} (s/cell)" for label, _ in TIME_PARTS)
+WALL_COLUMN = "wall (s/cell)"
+OVERHEAD_COLUMN = "overhead (not training)"
 OPTIMISTIC_COLUMN = "optimistic @ best N"
 #: The N-hot section: the model's literature-protocol accuracy (official-majority, top-1).
 LITERATURE_COLUMN = "literature protocol (official-majority top-1)"
@@ -157,6 +191,16 @@ def has_eight_vs_one(rows: Sequence[RowSummary]) -> bool:
     return any(row.at(1) is not None and row.at(8) is not None for row in rows)
 
 
+def has_eight_vs_one_top1(rows: Sequence[RowSummary]) -> bool:
+    """The top-1 8-hot vs 1-hot columns show when some row's cells recorded top-1."""
+    return any(row.eight_vs_one_top1 is not None for row in rows)
+
+
+def has_variants(rows: Sequence[RowSummary]) -> bool:
+    """Coinciding training data can only be named between two or more variants of a row."""
+    return any(len(row.cells) > 1 for row in rows)
+
+
 # ----------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class Column:
@@ -179,11 +223,21 @@ COLUMNS: list[Column] = [
     *(Column(name, _table2(i), experiments=("augmentation",))
       for i, name in enumerate(TABLE2_COLUMNS)),
     Column(SEEDS_COLUMN, _seeds),
+    Column(CONVERGENCE_COLUMN, convergence_text),
+    Column(COINCIDENCE_COLUMN, coincidence_text, when=has_variants, text=True),
     # issue 11: honest accuracy on the test faces the aligner aligned / could not align
     Column(ALIGNED_COLUMN, aligned_text, experiments=("alignment",), when=has_flags),
     Column(UNALIGNED_COLUMN, unaligned_text, experiments=("alignment",), when=has_flags),
     Column(ALIGNED_FLAGS_COLUMN, flags_text, experiments=("alignment",), when=has_flags,
            text=True),
+    # issue 22: recovery of the hidden distribution (synthetic ground truth), per N
+    Column(TAGGERS_COLUMN, taggers_text, experiments=(RECOVERY_SECTION,), when=has_truth),
+    *(Column(kl_column(n), kl_text(n), experiments=(RECOVERY_SECTION,), when=has_truth_at(n))
+      for n in range(1, 9)),
+    *(Column(acc_column(n), acc_text(n), experiments=(RECOVERY_SECTION,), when=has_truth_at(n))
+      for n in range(1, 9)),
+    Column(READING_COLUMN, reading_text, experiments=(RECOVERY_SECTION,), when=has_truth,
+           text=True, part=COMPARISON),
     Column(LITERATURE_COLUMN, literature_accuracy_text, experiments=(NHOT_SECTION,), when=has_literature,
            text=True),
     Column(BEST_COLUMN, lambda row: MISSING if row.best_n is None else str(row.best_n),
@@ -198,11 +252,22 @@ COLUMNS: list[Column] = [
            when=has_eight_vs_one, part=COMPARISON),
     Column(EIGHT_TEST_COLUMN, lambda row: test_text(row.eight_vs_one), when=has_eight_vs_one,
            text=True, part=COMPARISON),
+    Column(EIGHT_TOP1_GAIN_COLUMN, lambda row: gain_text(row.eight_vs_one_top1),
+           when=has_eight_vs_one_top1, part=COMPARISON),
+    Column(EIGHT_TOP1_CI_COLUMN, lambda row: interval_text(row.eight_vs_one_top1),
+           when=has_eight_vs_one_top1, part=COMPARISON),
+    Column(EIGHT_TOP1_P_COLUMN, lambda row: format_p(row.eight_vs_one_top1.p_value
+                                                     if row.eight_vs_one_top1 else None),
+           when=has_eight_vs_one_top1, part=COMPARISON),
     Column(OPTIMISTIC_COLUMN, _optimistic, part=COST),
     Column(COST_COLUMNS[0], _number("median_epoch_s", ".2f"), part=COST),
     Column(COST_COLUMNS[1], _number("train_images_per_s", ".0f"), part=COST),
     Column(COST_COLUMNS[2], _memory, part=COST),
     Column(COST_COLUMNS[3], _number("params", ".2f", 1e6), part=COST),
+    Column(WALL_COLUMN, seconds_text("wall"), when=has_time_split, part=COST),
+    *(Column(name, seconds_text(label), when=has_time_split, part=COST)
+      for name, (label, _) in zip(TIME_COLUMNS, TIME_PARTS, strict=True)),
+    Column(OVERHEAD_COLUMN, overhead_text, when=has_time_split, part=COST),
 ]
 
 

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from fer_bench.fileio import atomic_write_text
-from fer_bench.leaderboard.rows import RowSummary, summarize
+from fer_bench.leaderboard.rows import RowSummary, section_name, section_sort_key, summarize
 from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
 from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
 from fer_bench.leaderboard.speedrun import speedrun_frame
@@ -53,6 +53,7 @@ STUDY_ROWS = (
     ("multi-label (N-hot) vs 1-hot", "+2 to +4 points per model; gains mostly from N=1 to 3, flat above 3"),
     ("complex test vs ordinary test", "about 20 points lower"),
     ("complex test, 1-hot, VGG16", "~55%"),
+    ("complex test, N-hot vs 1-hot, VGG16 (abstract)", "about +10 points"),
     ("complex test, 1-hot, RAN / DAN / MTEN", "65-70%"),
     ("Barsoum et al. 2016, VGG13, official split, 5 runs: majority voting", "83.85 ± 0.63%"),
     ("Barsoum et al. 2016: multi-label", "83.97 ± 0.36%"),
@@ -89,7 +90,26 @@ STATS_NOTE = (
     "accuracy over epochs, 75th percentile of the per-epoch test accuracy, and the number of "
     f"epochs with test accuracy above {100 * TABLE2_THRESHOLD:g}%. Costs: median epoch time over "
     "every epoch of the row, median training images/s, peak memory (cuda = accelerator, "
-    "host_rss_cell_delta = the cell's growth of host resident memory), parameters in millions."
+    "host_rss_cell_delta = the cell's growth of host resident memory), parameters in millions, "
+    "and, where records measured it, the mean seconds per cell of its wall time, data set-up, "
+    "training epochs, evaluation (validation + test, every epoch), FLOP counting and store "
+    "writes, with the overhead share: everything but the training epochs, over the wall time."
+)
+
+CELLS_NOTE = (
+    "**What the cells are.** *Top-1* accuracy (the prediction against the first emotion, in "
+    "SPEC order, with the largest vote share, as single-label benchmarks and the literature "
+    "score) stands beside the tie-aware accuracy in its own table under each accuracy table, "
+    "and in the comparisons. *Best val epoch = last* counts the row's cells whose best "
+    "validation epoch was the last one trained: there the model was still improving when "
+    "training stopped, and honest equals last-epoch accuracy. *Identical training data* names "
+    "every group of a row's cells (one seed each) that trained on the same images with the "
+    "same targets, read from the sha256 fingerprint of their training targets: on FERPlus "
+    "7-hot equals 8-hot (no cleaned image has votes on all 8 emotions), and 6-hot equals 8-hot "
+    "in a seed whose training part holds no image with votes on 7 emotions. Records written "
+    "before the fingerprint existed are matched by identical test predictions instead, and "
+    "say so. A row trained for fewer epochs than another row of its model is labelled "
+    "*short-budget result*; both are shown."
 )
 
 STUDY_CAVEAT = (
@@ -157,13 +177,32 @@ def _study_comparison(records: Sequence[CellRecord]) -> str:
     return "\n".join(lines)
 
 
+def cell_count_text(records: Sequence[CellRecord]) -> str:
+    """"50 distinct (0 failed); per experiment: nhot 48 (3 epochs), speedrun 2 (9, 40
+    epochs)". A cell reported for two experiments counts once in the total and once in each
+    experiment."""
+    distinct = {r.cell.digest(): r for r in records}
+    failed = sum(r.status != "ok" for r in distinct.values())
+    by_experiment: dict[str, list[CellRecord]] = {}
+    for record in records:
+        by_experiment.setdefault(section_name(record.experiment), []).append(record)
+    parts = []
+    for name in sorted(by_experiment, key=section_sort_key):
+        mine = {r.cell.digest(): r for r in by_experiment[name]}.values()
+        epochs = ", ".join(str(e) for e in sorted({r.epochs for r in mine}))
+        failed_here = sum(r.status != "ok" for r in mine)
+        extra = f", {failed_here} failed" if failed_here else ""
+        parts.append(f"{name} {len(mine)} ({epochs} epoch{'' if epochs == '1' else 's'}{extra})")
+    return f"{len(distinct)} distinct ({failed} failed); per experiment: {', '.join(parts)}"
+
+
 def _provenance_lines(records: Sequence[CellRecord],
                       provenance: Sequence[Mapping[str, Any]]) -> list[str]:
     epochs = sorted({r.epochs for r in records})
     devices = sorted({f"{r.device} {r.device_name}".strip() for r in records})
     lines = [f"- epochs per cell: {escape_markdown(', '.join(map(str, epochs)) or MISSING)}",
              f"- devices of the cells: {escape_markdown('; '.join(devices) or MISSING)}",
-             f"- cells: {len(records)} ({sum(r.status != 'ok' for r in records)} failed)"]
+             f"- cells: {cell_count_text(records)}"]
     for source in provenance:
         block = source.get("fer_bench") or {}
         versions = block.get("versions") or {}
@@ -246,8 +285,8 @@ def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[
                   "real faces.", ""]
     if "smoke" in profile:
         parts += ["> **Profile: smoke.** Few epochs on a small slice; not comparable with the study.", ""]
-    parts += summary_lines(records)
-    parts += [HONEST_NOTE, "", STATS_NOTE, ""]
+    parts += summary_lines(records, escape=escape_markdown)
+    parts += [HONEST_NOTE, "", STATS_NOTE, "", CELLS_NOTE, ""]
     parts += _section_parts(records, provenance)
     parts += _literature_part(records)
     for name in plots:

@@ -1,6 +1,11 @@
 """Leaderboard plots (matplotlib, Agg backend: no display needed).
 
-Both plots draw the rows of every experiment together (a cell reported for two
+``plot_gain_vs_n`` draws the answer itself: one panel per split, the paired gain of each
+N-hot cell over the row's 1-hot cell (points, mean of the differences paired by seed) with
+its 95% t interval, filled markers tie-aware and hollow ones top-1, the study's claimed band
+for that split and model shaded behind (``study_claims.gain_claim``).
+
+The other plots draw the rows of every experiment together (a cell reported for two
 experiments counts once; rows are labelled as in the tables, by the axes that vary).
 
 * ``plot_accuracy_vs_n``: honest accuracy against N per row that has at least two N-hot
@@ -23,8 +28,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
-from fer_bench.leaderboard.rows import label_rows, summarize  # noqa: E402
-from fer_bench.leaderboard.stats import mean_ci  # noqa: E402
+from fer_bench.leaderboard.rows import RowSummary, label_rows, summarize  # noqa: E402
+from fer_bench.leaderboard.stats import TIE_AWARE, TOP1, GainSummary, mean_ci  # noqa: E402
+from fer_bench.leaderboard.study_claims import gain_claim  # noqa: E402
 from fer_bench.leaderboard.table import data_text, run_labels  # noqa: E402
 from fer_bench.record import CellRecord  # noqa: E402
 
@@ -123,6 +129,83 @@ def plot_accuracy_by_complexity(records: Sequence[CellRecord], path: str | Path,
     fig.suptitle("Honest test accuracy by complexity X (number of emotions with votes)\n"
                  "each row at its best N on the split; error bars: 95% CI over seeds; "
                  "n = test images\n" + _subtitle(records, provenance), fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def gain_points(row: RowSummary, metric: str = TIE_AWARE) -> list[tuple[int, GainSummary]]:
+    """(N, gain over 1-hot in ``metric``) for every N > 1 of the row with a gain (ordered by N)."""
+    found = []
+    for n in sorted(row.nhot_cells()):
+        gain = row.versus_one(n, metric) if n != 1 else None
+        if gain is not None and gain.gain is not None:
+            found.append((n, gain))
+    return found
+
+
+def _draw_gains(ax: Any, row: RowSummary, offset: float, color: Any) -> bool:
+    drawn = False
+    for metric, face, shift in ((TIE_AWARE, color, 0.0), (TOP1, "white", 0.1)):
+        points = gain_points(row, metric)
+        if not points:
+            continue
+        x = np.array([n for n, _ in points], dtype=float) + offset + shift
+        y = np.array([100 * g.gain for _, g in points])
+        low = np.array([np.nan if g.ci is None else 100 * g.ci[0] for _, g in points])
+        high = np.array([np.nan if g.ci is None else 100 * g.ci[1] for _, g in points])
+        errors = np.vstack([np.nan_to_num(y - low), np.nan_to_num(high - y)])
+        ax.errorbar(x, y, yerr=errors, fmt="o", color=color, markerfacecolor=face, capsize=3,
+                    label=f"{row.label} ({metric})")
+        drawn = True
+    return drawn
+
+
+def plot_gain_vs_n(records: Sequence[CellRecord], path: str | Path,
+                   provenance: Sequence[Mapping[str, Any]] = ()) -> Path:
+    """Write a PNG of the paired gain over 1-hot (points) against N with 95% intervals, one
+    panel per split, the study's claimed band shaded; return its path."""
+    tables = {}
+    for split, rows in summarize(records).items():
+        with_gains = [row for row in rows if gain_points(row)]
+        if with_gains:
+            label_rows(with_gains)
+            tables[split] = with_gains
+    n_panels = max(len(tables), 1)
+    fig, axes = plt.subplots(1, n_panels, figsize=(max(9, 6.5 * n_panels), 5.5), dpi=100,
+                             squeeze=False)
+    colors = _colors([row.label for rows in tables.values() for row in rows])
+    for ax, (split, rows) in zip(axes[0], tables.items(), strict=False):
+        claims = {}
+        for row in rows:
+            claim = gain_claim(row.model, split)
+            if claim is not None:
+                claims.setdefault(claim.band, claim)
+        for (low, high), claim in claims.items():
+            label = f"study: {claim.band_text} points ({claim.source})"
+            if claim.note:   # a general claim standing in for one the report does not give
+                label = f"study's general claim: {claim.band_text} points ({claim.source})"
+            if low == high:
+                ax.axhline(low, color="tab:red", linestyle=":", linewidth=2, label=label)
+            else:
+                ax.axhspan(low, high, color="tab:red", alpha=0.12, label=label)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        width = 0.5 / max(len(rows), 1)
+        for i, row in enumerate(rows):
+            _draw_gains(ax, row, (i - (len(rows) - 1) / 2) * width, colors[row.label])
+        all_n = sorted({n for row in rows for n, _ in gain_points(row)})
+        ax.set_xticks(all_n)
+        ax.set_xlabel("N (N-hot training labels)")
+        ax.set_ylabel("gain over 1-hot, percentage points")
+        ax.set_title(f"{split} split", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    if not tables:
+        axes[0][0].text(0.5, 0.5, "no row with a 1-hot cell and another N", ha="center",
+                        va="center", transform=axes[0][0].transAxes)
+    fig.suptitle("The answer: paired gain of N-hot over 1-hot (honest accuracy; filled: "
+                 "tie-aware, hollow: top-1; bars: 95% t interval over seeds)\n"
+                 "shaded / dotted: the study's claim for that split and model\n"
+                 + _subtitle(records, provenance), fontsize=10)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -11,7 +11,9 @@ A row's **label** is the model name plus ``axis=value`` for every identity axis 
 varies among the rows of its table (``small_cnn loss=pld``, ``vgg16 aug=flip_rot20``,
 ``small_cnn device=cuda/bf16``, ``vgg16 data=ferplus 4000 images``), plus the optional axes
 of the readable cell id (loss, augmentation, init, alignment) where they are not at their
-default; never a hash.
+default; never a hash. A row trained for fewer epochs than another row of the same model in
+its table is labelled ``SHORT_BUDGET`` (the 3-epoch ``cpu``-profile grid beside the converged
+9-epoch one): both stay, side by side.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ import numpy as np
 from fer_bench.cell import OPTIONAL_AXES, Cell, axis_token
 from fer_bench.config import TrainConfig
 from fer_bench.errors import DataError, FerBenchError
-from fer_bench.leaderboard.stats import CellSummary, GainSummary, compare_cells, summarise_cell
+from fer_bench.leaderboard.stats import (
+    TIE_AWARE,
+    TOP1,
+    CellSummary,
+    GainSummary,
+    compare_cells,
+    summarise_cell,
+)
 from fer_bench.record import CellRecord
 
 #: The text of an empty table cell (no value, no record), in every leaderboard table.
@@ -46,6 +55,8 @@ SPLIT_ORDER = ("ordinary", "complex", "official")
 LABEL_ORDER = ("loss", "augmentation", "init", "alignment", "epochs", "lr", "batch_size",
                "weight_decay", "input_size", "val_fraction", "model_release", "dataset",
                "device", "protocol")
+#: Appended to the label of a row with fewer epochs than another row of its model and table.
+SHORT_BUDGET = "short-budget result"
 _PREFIX = {"model_release": "release", "batch_size": "batch", "weight_decay": "wd",
            "input_size": "input", "val_fraction": "val"}
 
@@ -119,7 +130,10 @@ class RowSummary:
     ``cells``: variant -> CellSummary, in display order. ``best_n``: the N-hot variant with
     the highest mean honest accuracy (ties: the smaller N). ``gain``: best N against 1-hot,
     Bonferroni-adjusted for the post-hoc choice. ``eight_vs_one``: the pre-specified 8-hot
-    against 1-hot (the study's question; not adjusted). Both paired over shared seeds.
+    against 1-hot (the study's question; not adjusted); ``eight_vs_one_top1`` the same in
+    honest top-1 accuracy (None when the cells did not record top-1). All paired over
+    shared seeds. ``short_budget``: the row has fewer epochs than another row of its model
+    in its table (then its label says ``SHORT_BUDGET``).
     """
 
     label: str
@@ -133,6 +147,8 @@ class RowSummary:
     best_n: int | None = None
     gain: GainSummary | None = None
     eight_vs_one: GainSummary | None = None
+    eight_vs_one_top1: GainSummary | None = None
+    short_budget: bool = False
     median_epoch_s: float | None = None
     train_images_per_s: float | None = None
     peak_memory_bytes: int | None = None
@@ -157,6 +173,17 @@ class RowSummary:
     @property
     def best_cell(self) -> CellSummary | None:
         return None if self.best_n is None else self.at(self.best_n)
+
+    def versus_one(self, n: int, metric: str = TIE_AWARE) -> GainSummary | None:
+        """``nhot-n`` minus 1-hot in honest ``metric`` accuracy, paired by seed, 95% interval
+        (not adjusted); None when either cell is missing or failed, or for top-1 when
+        neither cell recorded it."""
+        cell, base = self.at(n), self.at(1)
+        if cell is None or base is None or cell.failed or base.failed:
+            return None
+        if metric == TOP1 and not (cell.n_top1 and base.n_top1):
+            return None
+        return compare_cells(cell, base, metric=metric)
 
 
 @dataclass
@@ -211,9 +238,8 @@ def _compare(row: RowSummary) -> None:
         row.best_n = best.nhot
         if base is not None and not base.failed:
             row.gain = compare_cells(best, base, comparisons=max(1, len(candidates) - 1))
-    eight = row.at(8)
-    if base is not None and eight is not None and not base.failed and not eight.failed:
-        row.eight_vs_one = compare_cells(eight, base)
+    row.eight_vs_one = row.versus_one(8)
+    row.eight_vs_one_top1 = row.versus_one(8, TOP1)
 
 
 def _axis_text(axis: str, value: Any) -> str:
@@ -227,10 +253,15 @@ def _axis_text(axis: str, value: Any) -> str:
 def _data_texts(rows: Sequence[RowSummary]) -> dict[str, str]:
     """dataset fingerprint -> "data=<label> <N> images"; "#1", "#2" when texts collide."""
     texts: dict[str, str] = {}
+    taggers = {r.synthetic_taggers for row in rows for r in row.records}
     for fingerprint in sorted({row.identity["dataset"] for row in rows}):
         mine = [row for row in rows if row.identity["dataset"] == fingerprint]
         label = next((r.dataset_label for r in mine if r.dataset_label), "") or "unlabelled"
         texts[fingerprint] = f"data={label} {max(r.n_images for r in mine)} images"
+        if len(taggers) > 1:   # synthetic sets that differ in their simulated taggers
+            texts[fingerprint] += ", " + "/".join(
+                f"{t} taggers" for t in sorted({r.synthetic_taggers for row in mine
+                                               for r in row.records} - {None}))
     for text in set(texts.values()):
         clashing = [fp for fp in sorted(texts) if texts[fp] == text]
         if len(clashing) > 1:
@@ -263,6 +294,13 @@ def label_rows(rows: Sequence[RowSummary]) -> None:
             elif axis in row.identity:
                 parts.append(_axis_text(axis, row.identity[axis]))
         row.label = " ".join(parts)
+    for row in rows:
+        longest = max(int(other.identity.get("epochs") or 0) for other in rows
+                      if other.model == row.model)
+        epochs = int(row.identity.get("epochs") or 0)
+        row.short_budget = epochs < longest
+        if row.short_budget:
+            row.label += f" ({SHORT_BUDGET}: {epochs} of {longest} epochs)"
     counts: dict[str, int] = {}
     for row in rows:   # cannot happen with distinct identities; never two rows with one label
         counts[row.label] = counts.get(row.label, 0) + 1

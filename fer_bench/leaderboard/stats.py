@@ -15,6 +15,11 @@ Rules (documented choices):
   - n == 1: McNemar's test on the per-image tie-aware correctness of the two cells, which
     must share the split fingerprint (``mcnemar_cells``). It treats the two trained networks
     as fixed, so it is labelled ``SINGLE_RUN``: training variance is not included.
+* Two accuracies are compared the same way: ``TIE_AWARE`` (``acc_honest``, SPEC's metric)
+  and ``TOP1`` (``acc_top1_honest``: the prediction against the first top-share emotion,
+  as a single-label benchmark scores; None in records written before it was recorded, which
+  then simply do not pair up). McNemar needs per-image correctness, stored for tie-aware
+  accuracy only, so a one-seed top-1 comparison has no test.
 * The augmentation experiment's report Table 2 statistics (``epoch_statistics``) are read
   from the per-epoch test accuracies: highest, 75th percentile, epochs above a threshold.
 """
@@ -38,6 +43,10 @@ MCNEMAR_EXACT_BELOW = 25
 SINGLE_RUN = "single run: training variance not included"
 #: Report Table 2 (4.3.1): "epochs with test accuracy above" this fraction.
 TABLE2_THRESHOLD = 0.85
+#: The two accuracies a gain can be measured in (``CellSummary.by_seed``).
+TIE_AWARE = "tie-aware"
+TOP1 = "top-1"
+METRICS = (TIE_AWARE, TOP1)
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float | None]:
@@ -140,6 +149,10 @@ class CellSummary:
     mean: float | None = None
     half_width: float | None = None
     optimistic_mean: float | None = None
+    #: Honest top-1 accuracy over the ok seeds that recorded it (``n_top1`` of them).
+    top1_mean: float | None = None
+    top1_half_width: float | None = None
+    n_top1: int = 0
 
     @property
     def nhot(self) -> int | None:
@@ -154,6 +167,17 @@ class CellSummary:
 
     def honest_by_seed(self) -> dict[int, float]:
         return {seed: float(r.acc_honest) for seed, r in self.ok.items()}
+
+    def top1_by_seed(self) -> dict[int, float]:
+        """seed -> honest top-1 accuracy, for the ok seeds whose record has it."""
+        return {seed: float(r.acc_top1_honest) for seed, r in self.ok.items()
+                if r.acc_top1_honest is not None}
+
+    def by_seed(self, metric: str = TIE_AWARE) -> dict[int, float]:
+        """seed -> honest accuracy in ``metric`` (``TIE_AWARE`` or ``TOP1``)."""
+        if metric not in METRICS:
+            raise ValueError(f"unknown accuracy metric {metric!r} (one of {', '.join(METRICS)})")
+        return self.honest_by_seed() if metric == TIE_AWARE else self.top1_by_seed()
 
 
 @dataclass
@@ -198,6 +222,10 @@ def summarise_cell(variant: str, records: Iterable[CellRecord],
         cell.mean, cell.half_width = mean_ci([r.acc_honest for r in cell.ok.values()], confidence)
         optimistic = [r.acc_optimistic for r in cell.ok.values() if r.acc_optimistic is not None]
         cell.optimistic_mean = float(np.mean(optimistic)) if optimistic else None
+        top1 = list(cell.top1_by_seed().values())
+        cell.n_top1 = len(top1)
+        if top1:
+            cell.top1_mean, cell.top1_half_width = mean_ci(top1, confidence)
     return cell
 
 
@@ -212,14 +240,17 @@ def gain_interval(differences: Sequence[float], comparisons: int = 1) -> tuple[f
     return mean - half, mean + half
 
 
-def compare_cells(a: CellSummary, b: CellSummary, comparisons: int = 1) -> GainSummary:
-    """Cell ``a`` minus cell ``b`` over the seeds both have (see the module docstring).
+def compare_cells(a: CellSummary, b: CellSummary, comparisons: int = 1,
+                  metric: str = TIE_AWARE) -> GainSummary:
+    """Cell ``a`` minus cell ``b`` over the seeds both have (see the module docstring), in
+    honest ``metric`` accuracy (``TIE_AWARE`` or ``TOP1``).
 
     ``comparisons`` > 1 when ``a`` was picked after looking at that many candidates (best
     N): the raw p-value is then Bonferroni-adjusted (x ``comparisons``, capped at 1), since
     the maximum of several noisy gains would look significant too often.
     """
-    seeds = tuple(sorted(set(a.ok) & set(b.ok)))
+    a_values, b_values = a.by_seed(metric), b.by_seed(metric)
+    seeds = tuple(sorted(set(a_values) & set(b_values)))
     if a.variant == b.variant:
         return GainSummary(0.0, None, "none", len(seeds), comparisons, seeds)
     if not seeds:
@@ -228,14 +259,14 @@ def compare_cells(a: CellSummary, b: CellSummary, comparisons: int = 1) -> GainS
     def adjusted(p_value: float | None) -> float | None:
         return None if p_value is None else min(1.0, p_value * comparisons)
 
-    differences = _paired_differences(a.honest_by_seed(), b.honest_by_seed())
+    differences = _paired_differences(a_values, b_values)
     gain = float(differences.mean())
     if len(seeds) >= 3:
         return GainSummary(gain, adjusted(_paired_t_pvalue(differences)), "paired t", len(seeds),
                            comparisons, seeds, gain_interval(differences, comparisons))
     if len(seeds) == 1:
         ra, rb = a.ok[seeds[0]], b.ok[seeds[0]]
-        if not ra.test_correct or not rb.test_correct:
+        if metric != TIE_AWARE or not ra.test_correct or not rb.test_correct:
             return GainSummary(gain, None, "none", 1, comparisons, seeds)
         p_value = mcnemar_cells(ra, rb)
         method = f"McNemar {mcnemar_method(ra.correct(), rb.correct())}"

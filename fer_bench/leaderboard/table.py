@@ -5,9 +5,12 @@ The DataFrame is the one place where numbers become text; ``markdown.py`` render
 frames. Variant cells are honest test accuracy in percent, "mean ± half-width" of the 95% t
 interval over seeds (2 decimals), "mean" alone for one seed, "failed" when every seed
 failed, with " (k failed)" appended when some seeds failed. The other columns come from the
-registry in ``columns.py``. Each frame's ``attrs`` hold what the renderers need besides the
-cells: ``parts`` (accuracy / comparison / cost -> its columns: drawn as separate tables, as
-one terminal line cannot hold them all), ``text_columns``, ``best`` (row label -> column of
+registry in ``columns.py``. Top-1 accuracy stands beside the tie-aware one: the same variant
+columns in honest top-1 accuracy ("1-hot (top-1)", ...), drawn as the split's second table
+when a record of the table recorded it (older records did not: a note says so). Each frame's
+``attrs`` hold what the renderers need besides the cells: ``parts`` (accuracy / top-1 /
+comparison / cost -> its columns: drawn as separate tables, as one terminal line cannot hold
+them all), ``text_columns``, ``best`` (row label -> column of
 its best N) and ``notes`` (the lines printed under the table).
 """
 
@@ -40,12 +43,14 @@ from fer_bench.leaderboard.columns import (  # noqa: F401  (re-exported: the dis
     SEEDS_COLUMN,
     TABLE2_COLUMNS,
     TEST_COLUMN,
+    TOP1_PART,
     columns_for,
     format_accuracy,
     format_cell,
     format_p,
     has_best_n,
 )
+from fer_bench.leaderboard.recovery import recovery_notes
 from fer_bench.leaderboard.rows import (
     RowSummary,
     split_note,
@@ -57,9 +62,12 @@ from fer_bench.leaderboard.rows import (
 from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
 from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
 from fer_bench.leaderboard.speedrun import speedrun_frame
-from fer_bench.leaderboard.stats import SINGLE_RUN
+from fer_bench.leaderboard.stats import SINGLE_RUN, CellSummary
 from fer_bench.record import CellRecord
 
+TOP1_MISSING_NOTE = ("top-1 accuracy is not recorded in these cells (written before records "
+                     "carried it); benchmarks/backfill_records.py fills it from their stored "
+                     "test predictions.")
 SINGLE_RUN_NOTE = (f"p-values marked \"{SINGLE_RUN}\" come from one seed: McNemar's test on the "
                    "per-image correctness of the two trained networks; another seed could give "
                    "another answer.")
@@ -70,31 +78,62 @@ def nhot_column(nhot: int) -> str:
     return variant_column(f"nhot-{nhot}")
 
 
+def top1_column(variant: str) -> str:
+    """Column name of a variant's top-1 accuracy, e.g. "3-hot (top-1)"."""
+    return f"{variant_column(variant)} (top-1)"
+
+
+def format_top1(cell: CellSummary | None) -> str:
+    """A cell's honest top-1 accuracy, "mean ± half-width" over the seeds that recorded it
+    (" (k of n seeds)" when some did not); "failed"; "—" when absent or not recorded."""
+    if cell is None:
+        return MISSING
+    if cell.failed:
+        return FAILED
+    if not cell.n_top1:
+        return MISSING
+    text = format_accuracy(cell.top1_mean, cell.top1_half_width)
+    return text if cell.n_top1 == len(cell.ok) else f"{text} ({cell.n_top1} of {len(cell.ok)} seeds)"
+
+
+def has_top1(rows: Sequence[RowSummary]) -> bool:
+    """Some cell of the table recorded top-1 accuracy."""
+    return any(cell.n_top1 for row in rows for cell in row.cells.values())
+
+
 def table_notes(split: str, rows: Sequence[RowSummary]) -> list[str]:
     """Lines shown under a split's table: the split kind's note; the single-run caveat when
     a p-value in the table comes from one seed."""
     notes = [note for note in (split_note(split),) if note]
+    if rows and not has_top1(rows) and any(row.cells for row in rows):
+        notes.append(TOP1_MISSING_NOTE)
     if any(g is not None and g.single_run and g.p_value is not None
            for row in rows for g in (row.gain, row.eight_vs_one)):
         notes.append(SINGLE_RUN_NOTE)
-    return notes
+    return notes + recovery_notes(rows)   # the recovery section's reading (issue 22)
 
 
 def frame_of(rows: Sequence[RowSummary], experiment: str = "") -> pd.DataFrame:
     """The display frame of one table (see the module docstring); index = row labels."""
     variants = sorted({v for row in rows for v in row.cells}, key=variant_sort_key)
     registered = columns_for(experiment, rows)
-    names = [variant_column(v) for v in variants] + [c.name for c in registered]
+    top1 = [top1_column(v) for v in variants] if has_top1(rows) else []
+    names = [variant_column(v) for v in variants] + [c.name for c in registered] + top1
     values = []
     for row in rows:
         entry = {variant_column(v): format_cell(row.cells.get(v)) for v in variants}
         entry.update({column.name: column.fn(row) for column in registered})
+        if top1:
+            entry.update({top1_column(v): format_top1(row.cells.get(v)) for v in variants})
         values.append(entry)
     frame = pd.DataFrame(values, columns=names,
                          index=pd.Index([row.label for row in rows], name="model"))
     show_best = has_best_n(rows)
     parts = {part: [c.name for c in registered if c.part == part] for part in (COMPARISON, COST)}
-    parts = {ACCURACY: [n for n in names if not any(n in cols for cols in parts.values())], **parts}
+    parts[TOP1_PART] = top1 + [c.name for c in registered if c.part == TOP1_PART]
+    accuracy = [n for n in names if not any(n in cols for cols in parts.values())]
+    parts = {ACCURACY: accuracy, TOP1_PART: parts[TOP1_PART],
+             COMPARISON: parts[COMPARISON], COST: parts[COST]}
     frame.attrs.update(
         parts=parts,
         text_columns=[c.name for c in registered if c.text],
@@ -181,6 +220,9 @@ def part_title(part: str, split: str, data_label: str, profile: str) -> str:
     """Title of one drawn table of a split."""
     if part == ACCURACY:
         return table_title(split, data_label, profile)
+    if part == TOP1_PART:
+        return (f"{split} split: honest top-1 test accuracy, % (the prediction against the "
+                "first top-share emotion, as single-label benchmarks score; mean ± 95% CI)")
     if part == COMPARISON:
         return f"{split} split: comparisons (paired over the seeds both cells share)"
     return f"{split} split: {part}"
@@ -234,10 +276,24 @@ def _print_speedrun(records: Sequence[CellRecord], console: Console) -> None:
         console.print(Text(f"note: {note}"))
 
 
+def _print_summary(records: Sequence[CellRecord], console: Console) -> None:
+    """The page's summary (``summary.summary_lines``) as plain text: the verdicts of both
+    accuracies against the study's claims, coinciding cells, convergence."""
+    from fer_bench.leaderboard.summary import summary_lines
+
+    lines = summary_lines(records)
+    if not lines:
+        return
+    console.rule(Text(lines[0].lstrip("# ")))
+    for line in lines[1:]:
+        if line:
+            console.print(Text(line.replace("**", "").replace("*", "")))
+
+
 def print_terminal_tables(records: Sequence[CellRecord], console: Console | None = None,
                           provenance: Sequence[Mapping[str, Any]] = ()) -> None:
-    """Per section (experiment), per split: the accuracy table, its notes, the cost table.
-    The best N cell is bold green and starred, failed cells red.
+    """Per section (experiment), per split: the accuracy table and its notes, the top-1
+    table, the comparisons, the cost table; then the summary's verdicts. The best N cell is bold green and starred, failed cells red.
 
     Every text that comes from a record is wrapped in ``rich.text.Text`` so a model name
     such as "[bold]x" is printed as-is, never parsed as rich markup.
@@ -260,6 +316,7 @@ def print_terminal_tables(records: Sequence[CellRecord], console: Console | None
         if section.name == SPEEDRUN_SECTION:
             _print_speedrun(section.records, console)
     _print_literature(records, console)
+    _print_summary(records, console)
     console.print(Text("* best N of the row (highest mean honest accuracy). Every gain is the "
                        "mean paired difference over the seeds both cells share, in percentage "
                        "points; p from the test named beside it. 8-hot vs 1-hot is the "
