@@ -124,3 +124,15 @@ def mean_kl_divergence(probs: Any, dist: Any) -> float:
     terms = np.zeros_like(true)
     terms[positive] = true[positive] * (np.log(true[positive]) - np.log(predicted[positive]))
     return float(terms.sum(axis=1).mean())
+
+
+def truth_recovery(probs: Any, true_dist: Any) -> tuple[float, float]:
+    """How well predictions recover the hidden distributions the votes were drawn from
+    (synthetic data, ``fer_bench.data.schema.GroundTruth``).
+
+    ``probs`` predicted distributions [M, 8] (softmax outputs); ``true_dist`` the hidden
+    ones [M, 8] (rows sum to 1). Returns (mean KL(true || predicted) in nats, as
+    ``mean_kl_divergence``; accuracy in [0, 1] against the true top emotion, i.e. the
+    argmax of ``true_dist``, first in ``EMOTIONS`` order on an exact tie).
+    """
+    return mean_kl_divergence(probs, true_dist), top1_accuracy(probs, true_dist)

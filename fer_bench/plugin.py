@@ -313,9 +313,10 @@ def fer_settings(pytestconfig: pytest.Config) -> RunSettings:
 
 @pytest.fixture(scope="session")
 def fer_datasets(pytestconfig: pytest.Config) -> Any:
-    """``fer_datasets(rule="study", aligner="none")``: the data cleaned by one cleaning rule
-    ("study", "ferplus-ms": ``fer_bench.data.clean.CLEANING_RULES``) as a ``CleanDataset``;
-    the source is loaded once per session and each rule cleaned once; the profile's fixed
+    """``fer_datasets(rule="study", aligner="none", source=None)``: the data cleaned by one
+    cleaning rule ("study", "ferplus-ms": ``fer_bench.data.clean.CLEANING_RULES``) as a
+    ``CleanDataset``, of ``source`` (a ``--fer-data`` value; None: the session's); each
+    source is loaded once per session and each rule cleaned once; the profile's fixed
     seeded subset when it has one (a subset has its own fingerprint). ``aligner`` (a name
     of ``fer_bench.data.alignment.ALIGNERS``) attaches that aligner's output
     (``clean.alignment``): it runs, or reads its cache, once per session (on a profile
@@ -325,6 +326,14 @@ def fer_datasets(pytestconfig: pytest.Config) -> Any:
     from fer_bench.plugin_cell import SessionData
 
     return SessionData(session_of(pytestconfig))
+
+
+@pytest.fixture(scope="session")
+def fer_data(pytestconfig: pytest.Config) -> str | None:
+    """The data source of the cells (``--fer-data``; None: $FER_BENCH_DATA, else the embedded
+    synthetic set). A module fixes its own with ``@pytest.mark.parametrize("fer_data",
+    ["synthetic:taggers=3", ...])``, e.g. ``benchmarks/test_recovery.py``."""
+    return session_of(pytestconfig).settings.data
 
 
 @pytest.fixture(scope="session")
@@ -345,9 +354,9 @@ def fer_store(pytestconfig: pytest.Config) -> Any:
 @pytest.fixture
 def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, fer_split: str,
              fer_seed: int, fer_loss: str | None, fer_augmentation: str | None, fer_init: Any,
-             fer_alignment: str, fer_datasets: Any, fer_store: Any) -> FerCell:
+             fer_alignment: str, fer_data: str | None, fer_datasets: Any, fer_store: Any) -> FerCell:
     """One cell (``fer_bench.plugin_cell.FerCell``), ready to ``run(benchmark)``, on the
-    data cleaned by the rule its label treatment and split need (with its aligner's output
+    ``fer_data`` source cleaned by the rule its label treatment and split need (with its aligner's output
     when it has one); skipped when its model cannot take an axis value (e.g.
     ``init=imagenet`` for a model without ImageNet weights). An aligner that cannot run
     (dlib or a model file missing) fails the cell with the install hint."""
@@ -377,7 +386,8 @@ def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, f
                             compile=COMPILE_EVAL if settings.compile else None)
     try:
         alignment, use = resolve_alignment(str(fer_alignment), config.augmentation)
-        fer_dataset = fer_datasets(rule, DEFAULT_ALIGNMENT if use is None else use.aligner)
+        fer_dataset = fer_datasets(rule, DEFAULT_ALIGNMENT if use is None else use.aligner,
+                                   source=fer_data)
     except FerBenchError as exc:   # AlignError: dlib or a model file missing
         pytest.fail(f"fer_bench: {exc}", pytrace=False)
     state.device = settings.device or default_device()

@@ -17,43 +17,51 @@ from fer_bench.plugin import RECORD
 
 
 class SessionData:
-    """The data of one pytest session, ``fer_datasets(rule="study", aligner="none")``: the
-    source loaded once, each cleaning rule cleaned once (the profile's fixed seeded subset
-    when it has one), each aligner's output attached once per cleaned data
+    """The data of one pytest session, ``fer_datasets(rule="study", aligner="none",
+    source=None)``: each source loaded once (None: the session's ``--fer-data``), each
+    cleaning rule cleaned once per source (the profile's fixed seeded subset when it has
+    one), each aligner's output attached once per cleaned data
     (``data.alignment.AlignmentMemo``: on a subset only its rows are aligned when the whole
-    source has no cache; a failure is raised again without trying again)."""
+    source has no cache; a failure is raised again without trying again). The run's
+    provenance (``data_label``, ``dataset_fingerprint``) names the session's own source
+    (another only when the session's is never loaded)."""
 
     def __init__(self, state: Any) -> None:
         from fer_bench.data.alignment import AlignmentMemo
 
         self.state = state                     # plugin.FerBenchSession
-        self.raw: Any = None                   # RawDataset, loaded on first use
-        self.by_rule: dict[str, Any] = {}      # rule -> CleanDataset
-        self.subsetted: set[str] = set()       # rules cut to the profile's subset
+        self.raws: dict[str | None, Any] = {}  # source -> RawDataset, loaded on first use
+        self.by_rule: dict[tuple[str | None, str], Any] = {}   # (source, rule) -> CleanDataset
+        self.subsetted: set[tuple[str | None, str]] = set()    # cut to the profile's subset
         self.aligned = AlignmentMemo()
 
-    def __call__(self, rule: str = "study", aligner: str = DEFAULT_ALIGNMENT) -> Any:
-        if rule not in self.by_rule:
-            self.by_rule[rule] = self._clean(rule)
+    def __call__(self, rule: str = "study", aligner: str = DEFAULT_ALIGNMENT,
+                 source: str | None = None) -> Any:
+        if source == self.state.settings.data:
+            source = None
+        key = (source, rule)
+        if key not in self.by_rule:
+            self.by_rule[key] = self._clean(source, rule)
         if aligner == DEFAULT_ALIGNMENT:
-            return self.by_rule[rule]
-        return self.aligned.aligned(self.raw, self.by_rule[rule], aligner,
-                                    rows_only=rule in self.subsetted)
+            return self.by_rule[key]
+        return self.aligned.aligned(self.raws[source], self.by_rule[key], aligner,
+                                    rows_only=key in self.subsetted)
 
-    def _clean(self, rule: str) -> Any:
+    def _clean(self, source: str | None, rule: str) -> Any:
         from fer_bench.data.cache import load_dataset
         from fer_bench.data.clean import clean, subset
 
         state = self.state
-        if self.raw is None:
-            self.raw = load_dataset(state.settings.data)
-        data = clean(self.raw, rule)
+        if source not in self.raws:
+            self.raws[source] = load_dataset(state.settings.data if source is None else source)
+        data = clean(self.raws[source], rule)
         profile = state.settings.profile
         if profile.subset is not None and profile.subset < len(data):
             data = subset(data, profile.subset, seed=profile.subset_seed)
-            self.subsetted.add(rule)
-        state.data_label = data.label
-        if rule == "study" or not state.dataset_fingerprint:
+            self.subsetted.add((source, rule))
+        if source is None or not state.data_label:   # a module's own source only as a fallback
+            state.data_label = data.label
+        if (source is None and rule == "study") or not state.dataset_fingerprint:
             state.dataset_fingerprint = data.fingerprint
         return data
 

@@ -77,6 +77,10 @@ class CellRecord:
     ``sum(epoch_times_s)``; the rest is other overhead). None in older records.
     ``compile_seconds``: wall seconds of ``torch.compile`` and its warm-up for a cell whose
     recipe compiles (``training.compiled``), kept out of epoch and evaluation time; None else.
+    ``kl_true_mean`` / ``acc_true_top``: on data with a known hidden distribution (synthetic:
+    ``data.schema.GroundTruth``), the selected epoch's mean KL(true || predicted) in nats and
+    its accuracy against the true top emotion (``metrics.truth_recovery``);
+    ``synthetic_taggers``: simulated taggers per image of that data. None for real data.
     """
 
     cell: Cell
@@ -112,6 +116,9 @@ class CellRecord:
     eval_s: float | None = None
     store_s: float | None = None
     wall_s: float | None = None
+    kl_true_mean: float | None = None          # nats, at best_val_epoch (synthetic data)
+    acc_true_top: float | None = None          # at best_val_epoch (synthetic data)
+    synthetic_taggers: int | None = None
     device: str = "cpu"
     device_name: str = ""
     n_train: int = 0

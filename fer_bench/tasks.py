@@ -45,6 +45,9 @@ class TaskData:
     (``AugmentationSet.needs``): ``inclination`` float32 [T] (degrees, as trained; NaN
     without landmarks) when the cell has an aligner; else empty. ``test_aligned`` bool [M]
     (host): the aligner found usable landmarks in the test image (None without aligner).
+    ``test_truth`` float32 [M, 8] (host): the hidden distributions the test images' votes
+    were drawn from, and ``taggers`` the simulated taggers per image, when the data has a
+    ``GroundTruth`` (synthetic data); else None.
     """
 
     cell: Cell
@@ -64,6 +67,8 @@ class TaskData:
     test_full_dist: np.ndarray | None = None
     train_meta: dict[str, torch.Tensor] = field(default_factory=dict)
     test_aligned: np.ndarray | None = None
+    test_truth: np.ndarray | None = None
+    taggers: int | None = None
 
     @property
     def device(self) -> torch.device:
@@ -135,4 +140,7 @@ def build_task_data(clean: CleanDataset, cell: Cell, *,
         train_meta=({} if alignment is None else
                     {"inclination": floats(alignment.inclination_as_trained(aligned_images)[train])}),
         test_aligned=None if alignment is None else alignment.aligned[split.test].copy(),
+        test_truth=(None if clean.truth is None
+                    else np.ascontiguousarray(clean.truth.dist[split.test], dtype=np.float32)),
+        taggers=None if clean.truth is None else clean.truth.taggers,
     )

@@ -94,7 +94,8 @@ def clean(raw: RawDataset, rule: str = DEFAULT_CLEANING) -> CleanDataset:
     """Apply cleaning ``rule`` to a ``RawDataset``; returns the kept images in canonical order.
 
     dist float32 [M, 8] (rows sum to 1, ``EMOTIONS`` order); complexity int8 [M] in 1..8;
-    votes int32 [M, 10] (the raw votes of the kept images). ``label`` is "synthetic" for
+    votes int32 [M, 10] (the raw votes of the kept images); ``truth`` the kept rows of the
+    source's ``GroundTruth`` (generated data only). ``label`` is "synthetic" for
     generated data and "ferplus" otherwise. ``ConfigError`` for an unknown rule.
     """
     check_rule(rule)
@@ -115,6 +116,7 @@ def clean(raw: RawDataset, rule: str = DEFAULT_CLEANING) -> CleanDataset:
         raw_report=raw.report,
         votes=votes,
         cleaning=rule,
+        truth=None if raw.truth is None else raw.truth.take(keep),
     )
 
 
@@ -144,4 +146,5 @@ def subset(data: CleanDataset, n: int, seed: int = 0) -> CleanDataset:
         votes=None if data.votes is None else data.votes[chosen],
         cleaning=data.cleaning,
         alignment=None if data.alignment is None else data.alignment.take(chosen),
+        truth=None if data.truth is None else data.truth.take(chosen),
     )

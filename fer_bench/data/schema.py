@@ -40,6 +40,23 @@ class LoadReport:
     warnings: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class GroundTruth:
+    """The hidden distribution each image's emotion votes were drawn from: known only for
+    generated data (``fer_bench.data.synthetic``), never for real data.
+
+    ``dist`` float32 [N, 8] (rows sum to 1, ``EMOTIONS`` order), one row per image of the
+    data set it belongs to, same order; ``taggers``: simulated taggers per image.
+    """
+
+    dist: np.ndarray
+    taggers: int
+
+    def take(self, indices: np.ndarray) -> GroundTruth:
+        """The rows ``indices`` (int indices or a bool mask), as the data's own rows are taken."""
+        return GroundTruth(self.dist[indices], self.taggers)
+
+
 @dataclass
 class RawDataset:
     """One loaded source, before cleaning, in canonical order (fer2013new.csv row order).
@@ -47,6 +64,7 @@ class RawDataset:
     images uint8 [N, 48, 48]; votes int32 [N, 10] (``VOTE_COLUMNS``);
     usage int8 [N] (index into ``USAGES``); names object [N] (e.g. ``fer0000000.png``).
     ``fingerprint`` is a hex digest of the source files this came from.
+    ``truth``: the distributions the votes were drawn from (synthetic data only), else None.
     """
 
     images: np.ndarray
@@ -55,6 +73,7 @@ class RawDataset:
     names: np.ndarray
     fingerprint: str
     report: LoadReport
+    truth: GroundTruth | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -78,6 +97,8 @@ class CleanDataset:
     ``alignment``: an aligner's output for these rows (``fer_bench.data.alignment.
     CleanAlignment``: aligned images, flags, inclination) when attached by
     ``with_alignment``, else None; ``images`` stay the source images.
+    ``truth``: the hidden distributions of the kept images, same order (``GroundTruth``;
+    synthetic data only, else None). Not hashed: the generated votes already identify it.
     """
 
     images: np.ndarray
@@ -91,6 +112,7 @@ class CleanDataset:
     votes: np.ndarray | None = None
     cleaning: str = "study"
     alignment: Any = None
+    truth: GroundTruth | None = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

@@ -46,6 +46,7 @@ from fer_bench.data.schema import (
     LoadReport,
     RawDataset,
 )
+from fer_bench.data.synthetic import is_synthetic_source, make_synthetic, synthetic_options
 from fer_bench.errors import DataError, DataPathError
 
 log = logging.getLogger(__name__)
@@ -104,13 +105,16 @@ def locate_source(path: str | os.PathLike, format: str = "auto") -> SourceLocati
 
     A folder with a ``FER2013Train|Valid|Test`` subfolder is "folder"; a folder with
     ``fer2013.csv`` (and no image folders) or a ``.csv`` file other than fer2013new.csv
-    is "kaggle"; ``"synthetic"`` is the embedded set. Raises ``DataPathError`` (a
+    is "kaggle"; ``"synthetic"`` (or ``"synthetic:taggers=T"``) is the embedded set.
+    Raises ``DataPathError`` (a
     ``DataError``, exit status 2 in the CLI) when the path
     does not exist, is empty, or lacks ``fer2013new.csv``.
     """
     if format not in ("auto",) + FORMATS:
         raise DataPathError(f"unknown data format {format!r}; choose one of auto, {', '.join(FORMATS)}")
-    if format == "synthetic" or str(path) == "synthetic":
+    if format == "synthetic" or is_synthetic_source(path):
+        if is_synthetic_source(path):
+            synthetic_options(str(path))   # a bad option fails here, naming the source
         return SourceLocation("synthetic", None)
     p = Path(path).expanduser()
     if not p.exists():
@@ -408,7 +412,8 @@ def load_source(path: str | os.PathLike, format: str = "auto",
     """Read one source into a ``RawDataset`` in canonical order (no cache; see ``cache.py``).
 
     ``path``: FERPlus folder, Kaggle ``fer2013.csv`` (or a folder holding it and
-    ``fer2013new.csv``), or ``"synthetic"``. ``format``: "auto" | "folder" | "kaggle" |
+    ``fer2013new.csv``), or ``"synthetic"`` (``"synthetic:taggers=T"``: T simulated
+    taggers per image, ``data.synthetic.make_synthetic``). ``format``: "auto" | "folder" | "kaggle" |
     "synthetic". ``labels``: "fer2013new" (default) or "folder" (the per-folder
     ``label.csv`` snapshot INSTEAD of fer2013new.csv; folder format only; the report's
     ``votes_differ`` counts images whose votes differ between the two snapshots).
@@ -421,8 +426,7 @@ def load_source(path: str | os.PathLike, format: str = "auto",
         raise DataPathError(f"{path}: --labels folder needs the FERPlus folder layout "
                         f"(per-folder {FOLDER_LABEL_FILE}); this source is {loc.format!r}")
     if loc.format == "synthetic":
-        from fer_bench.data.synthetic import make_synthetic
-        return make_synthetic()
+        return make_synthetic(**(synthetic_options(str(path)) if is_synthetic_source(path) else {}))
 
     table = _read_vote_table(loc.votes_csv)
     report = LoadReport(source_format=loc.format, label_snapshot=labels, path=str(path),

@@ -9,6 +9,12 @@ openness, width, one-sided smirk, nose wrinkle) and the face shows the weighted 
 Ten simulated taggers then vote from the same mixture (plus a small, per-image chance of
 "unknown" / "not a face"), so the votes have real complexity levels and a label signal
 that a model can learn from the pixels.
+
+The mixture is the image's hidden true distribution: it travels with the data as
+``RawDataset.truth`` (``GroundTruth``), so a model's prediction can be scored against what
+the taggers were sampling, not only against their votes. ``make_synthetic(taggers=T)``
+draws T taggers' votes for the SAME faces and mixtures (only the votes differ; T = 10 is
+the default set, bit for bit); as a data source it is ``synthetic:taggers=T``.
 """
 
 from __future__ import annotations
@@ -17,11 +23,20 @@ import hashlib
 
 import numpy as np
 
-from fer_bench.data.schema import EMOTIONS, IMAGE_SIZE, USAGES, LoadReport, RawDataset
+from fer_bench.data.schema import EMOTIONS, IMAGE_SIZE, USAGES, GroundTruth, LoadReport, RawDataset
+from fer_bench.errors import DataPathError
 
 #: Bump when the generator changes what it draws; part of the fingerprint.
 GENERATOR_VERSION = 1
+#: Simulated taggers per image of the default set (FERPlus has 10 per image).
 N_TAGGERS = 10
+#: The data source name of the embedded set; ``synthetic:taggers=T`` varies the taggers.
+SOURCE_NAME = "synthetic"
+#: Second entropy word of the votes of a tagger count other than ``N_TAGGERS``:
+#: ``default_rng([seed, TAGGER_STREAM, taggers])``, so the faces' stream never shifts.
+TAGGER_STREAM = 3
+#: Options of a ``synthetic:key=value,...`` source name.
+SOURCE_OPTIONS = ("taggers",)
 #: How often each emotion is the dominant one (FERPlus-like imbalance, neutral first).
 DOMINANT_PRIOR = np.array([0.30, 0.24, 0.12, 0.12, 0.09, 0.04, 0.05, 0.04])
 #: Usage shares Training / PublicTest / PrivateTest.
@@ -142,28 +157,66 @@ def _dirichlet_rows(rng: np.random.Generator, alpha: np.ndarray) -> np.ndarray:
     return gammas / gammas.sum(axis=1, keepdims=True)
 
 
-def _votes(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
-    """int32 [n, 10] votes of ``N_TAGGERS`` taggers; unknown / NF with a per-image rate."""
+def _votes(rng: np.random.Generator, weights: np.ndarray, taggers: int = N_TAGGERS) -> np.ndarray:
+    """int32 [n, 10] votes of ``taggers`` taggers per image (each row sums to it);
+    unknown / NF with a per-image rate."""
     n = weights.shape[0]
     # Most images are clear (2% noise rate per tagger); ~4% are hard to read (45%).
     noise_rate = np.where(rng.random(n) < 0.04, 0.45, 0.02)
-    n_noise = rng.binomial(N_TAGGERS, noise_rate)
+    n_noise = rng.binomial(taggers, noise_rate)
     n_unknown = rng.binomial(n_noise, 0.6)
-    emotion_votes = rng.multinomial(N_TAGGERS - n_noise, weights)
+    emotion_votes = rng.multinomial(taggers - n_noise, weights)
     return np.column_stack([emotion_votes, n_unknown, n_noise - n_unknown]).astype(np.int32)
 
 
-def make_synthetic(n: int = 6000, seed: int = 0) -> RawDataset:
-    """Generate ``n`` synthetic faces with votes; deterministic for (n, seed).
+def is_synthetic_source(path: object) -> bool:
+    """True for the source names ``synthetic`` and ``synthetic:<options>``."""
+    text = str(path)
+    return text == SOURCE_NAME or text.startswith(SOURCE_NAME + ":")
 
-    Returns a ``RawDataset``: images uint8 [n, 48, 48], votes int32 [n, 10], usage int8 [n]
-    (~80/10/10 Training/PublicTest/PrivateTest), names ``syn0000000.png``...
+
+def synthetic_options(source: str) -> dict[str, int]:
+    """The generator options of a source name: ``synthetic`` -> {},
+    ``synthetic:taggers=3`` -> {"taggers": 3} (``key=value`` pairs joined by commas; keys
+    ``SOURCE_OPTIONS``, whole numbers >= 1). ``DataPathError`` naming the source otherwise."""
+    if source == SOURCE_NAME:
+        return {}
+    if not is_synthetic_source(source):
+        raise DataPathError(f"{source}: not a synthetic source name ('{SOURCE_NAME}' or "
+                            f"'{SOURCE_NAME}:taggers=T')")
+    options: dict[str, int] = {}
+    for item in source[len(SOURCE_NAME) + 1:].split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if key not in SOURCE_OPTIONS or not sep:
+            raise DataPathError(f"{source}: unknown option {item.strip()!r}; valid: "
+                                f"{', '.join(k + '=<int>' for k in SOURCE_OPTIONS)}")
+        if not value.isdigit() or int(value) < 1:
+            raise DataPathError(f"{source}: {key} must be a whole number >= 1, got {value!r}")
+        options[key] = int(value)
+    return options
+
+
+def make_synthetic(n: int = 6000, seed: int = 0, taggers: int = N_TAGGERS) -> RawDataset:
+    """Generate ``n`` synthetic faces with votes; deterministic for (n, seed, taggers).
+
+    Returns a ``RawDataset``: images uint8 [n, 48, 48], votes int32 [n, 10] (each row sums
+    to ``taggers``), usage int8 [n] (~80/10/10 Training/PublicTest/PrivateTest), names
+    ``syn0000000.png``..., and ``truth`` (``GroundTruth``: the mixture float32 [n, 8] each
+    image's votes were drawn from). Another ``taggers`` than ``N_TAGGERS`` keeps the
+    images, mixtures, usage and names of the default set and redraws only the votes (from
+    their own stream); its fingerprint names the tagger count.
     """
     if n < 1:
         raise ValueError(f"make_synthetic: n must be >= 1, got {n}")
+    if isinstance(taggers, bool) or not isinstance(taggers, (int, np.integer)) or taggers < 1:
+        raise ValueError(f"make_synthetic: taggers must be an int >= 1, got {taggers!r}")
     rng = np.random.default_rng(seed)
     weights = _mixture_weights(rng, n)
+    # The default set's votes are always drawn: they advance the stream the faces come from.
     votes = _votes(rng, weights)
+    if taggers != N_TAGGERS:
+        votes = _votes(np.random.default_rng([seed, TAGGER_STREAM, int(taggers)]), weights,
+                       int(taggers))
     usage = rng.choice(len(USAGES), size=n, p=USAGE_SHARES).astype(np.int8)
     face = _face_parameters(rng, weights)
     images = np.empty((n, IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
@@ -174,6 +227,10 @@ def make_synthetic(n: int = 6000, seed: int = 0) -> RawDataset:
         noise = rng.standard_normal((size, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32) * sigma
         images[chunk] = _draw_faces({k: v[chunk] for k, v in face.items()}, noise)
     tag = f"synthetic-v{GENERATOR_VERSION}-n{n}-seed{seed}"
+    source = SOURCE_NAME
+    if taggers != N_TAGGERS:
+        tag += f"-taggers{int(taggers)}"
+        source += f":taggers={int(taggers)}"
     return RawDataset(
         images=images,
         votes=votes,
@@ -181,5 +238,6 @@ def make_synthetic(n: int = 6000, seed: int = 0) -> RawDataset:
         names=np.array([f"syn{i:07d}.png" for i in range(n)], dtype=object),
         fingerprint=hashlib.sha256(tag.encode()).hexdigest()[:16],
         report=LoadReport(source_format="synthetic", label_snapshot="synthetic",
-                          path="synthetic", rows=n),
+                          path=source, rows=n),
+        truth=GroundTruth(weights.astype(np.float32), int(taggers)),
     )

@@ -179,6 +179,7 @@ def _new_record(data: TaskData, device: torch.device, profile: str,
         split_fingerprint=data.split_fingerprint, init_file=str(init_path or ""),
         profile=profile, versions=package_versions(), started_at=_now(),
         test_aligned="" if data.test_aligned is None else encode_bool(data.test_aligned),
+        synthetic_taggers=data.taggers,
     )
 
 
@@ -402,6 +403,9 @@ def _fill_selection(record: CellRecord, best: _Best, data: TaskData) -> None:
     fill_test_summary(record, best.test_probs, data.test_dist, data.test_complexity)
     if data.test_full_dist is not None:   # split scored otherwise (official-majority)
         record.acc_tie_aware = metrics.tie_aware_accuracy(best.test_probs, data.test_full_dist)
+    if data.test_truth is not None:   # synthetic data: its hidden distributions are known
+        record.kl_true_mean, record.acc_true_top = metrics.truth_recovery(best.test_probs,
+                                                                          data.test_truth)
 
 
 def train_targets_sha256(data: TaskData) -> str:
@@ -517,6 +521,13 @@ def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | No
     return record
 
 
+def _usable(stored: CellRecord | None, clean: Any) -> bool:
+    """A stored record ``get_or_run_cell`` may return for data ``clean``: ok, and carrying
+    the ground-truth metrics when the data has a ``GroundTruth``."""
+    return (stored is not None and stored.status == "ok"
+            and (getattr(clean, "truth", None) is None or stored.kl_true_mean is not None))
+
+
 def get_or_run_cell(store: Any, spec: ModelSpec, clean: Any, cell: Cell, *,
                     device: str | torch.device | None = None, rerun: bool = False,
                     on_epoch: Callable[[EpochReport], None] | None = None,
@@ -532,20 +543,22 @@ def get_or_run_cell(store: Any, spec: ModelSpec, clean: Any, cell: Cell, *,
     Training happens under the store's claim on the cell (``ResultStore.claim``): a cell
     another process is training is waited for, and the record it wrote meanwhile (ok or
     failed) is returned from the store instead of training the cell a second time.
+    A stored record of data with a ``GroundTruth`` (synthetic) that lacks ``kl_true_mean``
+    (written before it was recorded) is trained again, so every such record carries it.
     """
     if cell.dataset != clean.fingerprint:
         raise ConfigError(f"cell {cell.id} names dataset {cell.dataset!r}, the data given is "
                           f"{clean.fingerprint!r}")
     if not rerun:
         stored = store.get(cell)
-        if stored is not None and stored.status == "ok":
+        if _usable(stored, clean):
             return stored, True
     claim = getattr(store, "claim", None)
     with claim(cell) if claim is not None else nullcontext() as written_meanwhile:
         if written_meanwhile is not None:
             return written_meanwhile, True
         stored = None if rerun else store.get(cell)       # finished before our claim?
-        if stored is not None and stored.status == "ok":
+        if _usable(stored, clean):
             return stored, True
         device = torch.device(device or default_device())
         setup_start = time.perf_counter()
