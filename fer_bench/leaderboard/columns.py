@@ -40,19 +40,6 @@ from fer_bench.leaderboard.recovery import (
     taggers_text,
 )
 from fer_bench.leaderboard.recovery import SECTION as RECOVERY_SECTION
-from fer_bench.leaderboard.recovery import (
-    READING_COLUMN,
-    TAGGERS_COLUMN,
-    acc_column,
-    acc_text,
-    has_truth,
-    has_truth_at,
-    kl_column,
-    kl_text,
-    reading_text,
-    taggers_text,
-)
-from fer_bench.leaderboard.recovery import SECTION as RECOVERY_SECTION
 from fer_bench.leaderboard.rows import MISSING, NHOT_SECTION, RowSummary
 from fer_bench.leaderboard.stats import (
     SINGLE_RUN,
@@ -243,14 +230,6 @@ COLUMNS: list[Column] = [
     Column(UNALIGNED_COLUMN, unaligned_text, experiments=("alignment",), when=has_flags),
     Column(ALIGNED_FLAGS_COLUMN, flags_text, experiments=("alignment",), when=has_flags,
            text=True),
-    # issue 22: recovery of the hidden distribution (synthetic ground truth), per N
-    Column(TAGGERS_COLUMN, taggers_text, experiments=(RECOVERY_SECTION,), when=has_truth),
-    *(Column(kl_column(n), kl_text(n), experiments=(RECOVERY_SECTION,), when=has_truth_at(n))
-      for n in range(1, 9)),
-    *(Column(acc_column(n), acc_text(n), experiments=(RECOVERY_SECTION,), when=has_truth_at(n))
-      for n in range(1, 9)),
-    Column(READING_COLUMN, reading_text, experiments=(RECOVERY_SECTION,), when=has_truth,
-           text=True, part=COMPARISON),
     # issue 22: recovery of the hidden distribution (synthetic ground truth), per N
     Column(TAGGERS_COLUMN, taggers_text, experiments=(RECOVERY_SECTION,), when=has_truth),
     *(Column(kl_column(n), kl_text(n), experiments=(RECOVERY_SECTION,), when=has_truth_at(n))

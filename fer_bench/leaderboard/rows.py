@@ -262,10 +262,6 @@ def _data_texts(rows: Sequence[RowSummary]) -> dict[str, str]:
             texts[fingerprint] += ", " + "/".join(
                 f"{t} taggers" for t in sorted({r.synthetic_taggers for row in mine
                                                for r in row.records} - {None}))
-        if len(taggers) > 1:   # synthetic sets that differ in their simulated taggers
-            texts[fingerprint] += ", " + "/".join(
-                f"{t} taggers" for t in sorted({r.synthetic_taggers for row in mine
-                                               for r in row.records} - {None}))
     for text in set(texts.values()):
         clashing = [fp for fp in sorted(texts) if texts[fp] == text]
         if len(clashing) > 1:

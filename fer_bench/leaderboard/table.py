@@ -51,7 +51,6 @@ from fer_bench.leaderboard.columns import (  # noqa: F401  (re-exported: the dis
     has_best_n,
 )
 from fer_bench.leaderboard.recovery import recovery_notes
-from fer_bench.leaderboard.recovery import recovery_notes
 from fer_bench.leaderboard.rows import (
     RowSummary,
     split_note,
@@ -111,7 +110,7 @@ def table_notes(split: str, rows: Sequence[RowSummary]) -> list[str]:
     if any(g is not None and g.single_run and g.p_value is not None
            for row in rows for g in (row.gain, row.eight_vs_one)):
         notes.append(SINGLE_RUN_NOTE)
-    return notes + recovery_notes(rows)   # the recovery section's reading (issue 22) + recovery_notes(rows)   # the recovery section's reading (issue 22)
+    return notes + recovery_notes(rows)   # the recovery section's reading (issue 22)
 
 
 def frame_of(rows: Sequence[RowSummary], experiment: str = "") -> pd.DataFrame:
