@@ -7,7 +7,8 @@
 #   FER_BENCH_RAY_ADDRESS=127.0.0.1:6379 python -m pytest tests/test_launch_ray.py
 #
 # `ray start --head --block` runs in the background with $FER_RAY_CPUS CPUs (default 2, what
-# Ray's docs advise for 2-core CI), no dashboard, usage stats off; its pid goes into
+# Ray's docs advise for 2-core CI), a $FER_RAY_OBJECT_STORE_MB (256) MB object store, no
+# dashboard, usage stats off; its pid goes into
 # $FER_RAY_DIR/ray.pid (default /tmp/fer-bench-ray). --block makes it stop every Ray process
 # it started when it gets SIGTERM (ci/ray-down.sh), and Ray's reaper does the same should it
 # be killed outright. A head that already answers on the port is left alone (nothing is
@@ -18,6 +19,7 @@ DIR="${FER_RAY_DIR:-/tmp/fer-bench-ray}"
 PORT="${FER_RAY_PORT:-6379}"
 CPUS="${FER_RAY_CPUS:-2}"
 WAIT_S="${FER_RAY_WAIT_S:-90}"
+STORE_MB="${FER_RAY_OBJECT_STORE_MB:-256}"     # Ray's default takes 30% of the memory
 ADDRESS="127.0.0.1:$PORT"
 log() { echo "ray-up: $*" >&2; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; }
@@ -31,7 +33,8 @@ fi
 mkdir -p "$DIR"
 start=$(date +%s)
 RAY_USAGE_STATS_ENABLED=0 nohup ray start --head --block --port="$PORT" --num-cpus="$CPUS" \
-    --include-dashboard=false --disable-usage-stats >"$DIR/ray.log" 2>&1 </dev/null &
+    --object-store-memory=$((STORE_MB * 1024 * 1024)) --include-dashboard=false \
+    --disable-usage-stats >"$DIR/ray.log" 2>&1 </dev/null &
 echo $! >"$DIR/ray.pid"
 for _ in $(seq "$WAIT_S"); do
     if ! kill -0 "$(cat "$DIR/ray.pid")" 2>/dev/null; then

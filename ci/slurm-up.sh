@@ -21,7 +21,7 @@ MARK="# written by fer-bench ci/slurm-up.sh"
 log() { echo "slurm-up: $*" >&2; }
 alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-if command -v sinfo >/dev/null && [ -n "$(sinfo -h -o %T 2>/dev/null | grep -E '^(idle|mixed|allocated)')" ]; then
+if command -v sinfo >/dev/null && [ -n "$(timeout 5 sinfo -h -o %T 2>/dev/null | grep -E '^(idle|mixed|allocated)')" ]; then
     log "Slurm already answers (sinfo: $(sinfo -h -o '%N %T' | tr '\n' ' ')); nothing started"
     exit 0
 fi
@@ -74,7 +74,9 @@ KillWait=10
 # seconds slurmctld keeps a finished job (its state then comes from the job's stderr)
 MinJobAge=300
 $NODE_LINE
-PartitionName=ci Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+# two jobs may share a core: CI's shards mostly wait (a stalled cell, a time limit), so
+# fer-bench's tests run their launches side by side on a 2-core machine
+PartitionName=ci Nodes=$HOST Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:2
 EOF
 
 # munge: the init script starts munged as user munge, pid file /run/munge/munged.pid.
