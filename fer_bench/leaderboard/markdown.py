@@ -202,7 +202,7 @@ def _provenance_lines(records: Sequence[CellRecord],
     devices = sorted({f"{r.device} {r.device_name}".strip() for r in records})
     lines = [f"- epochs per cell: {escape_markdown(', '.join(map(str, epochs)) or MISSING)}",
              f"- devices of the cells: {escape_markdown('; '.join(devices) or MISSING)}",
-             f"- cells: {cell_count_text(records)}"]
+             f"- cells: {escape_markdown(cell_count_text(records))}"]
     for source in provenance:
         block = source.get("fer_bench") or {}
         versions = block.get("versions") or {}
