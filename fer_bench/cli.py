@@ -74,6 +74,7 @@ def device_name(text: str) -> str:
 def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="FERPlus folder, Kaggle fer2013.csv, or 'synthetic' "
+                             "('synthetic:taggers=T': T simulated taggers per image) "
                              "(default: $FER_BENCH_DATA, else the embedded synthetic set)")
     parser.add_argument("--format", default="auto", choices=["auto", "folder", "kaggle", "synthetic"],
                         help="source layout (default: auto, detected from the path)")
