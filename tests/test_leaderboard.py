@@ -73,6 +73,7 @@ def test_records_frame_has_one_row_per_cell(golden):
     row = frame[frame.cell_id == "vgg16-n3-ordinary-s1"].iloc[0]
     record = next(r for r in golden.records if r.cell_id == "vgg16-n3-ordinary-s1")
     assert row.acc_honest == record.acc_honest
+    assert np.isnan(row.acc_top1_honest) and row.train_targets_sha256 == ""   # not recorded
     assert row.median_epoch_s == pytest.approx(np.median(record.epoch_times_s))
 
 

@@ -231,7 +231,8 @@ def records_frame(records: Iterable[CellRecord]) -> pd.DataFrame:
     """One row per record with the scalar fields the leaderboard uses.
 
     Columns: experiment, model, variant, nhot (None for a non-N-hot variant), split, seed,
-    status, acc_honest, acc_optimistic (fractions in [0, 1], NaN when failed),
+    status, acc_honest, acc_optimistic, acc_top1_honest (fractions in [0, 1], NaN when failed
+    or, for top-1, not recorded), train_targets_sha256 ("" when not recorded),
     median_epoch_s (seconds), train_images_per_s, peak_memory_bytes, memory_kind, params,
     n_test, dataset_label, profile, the identity axes dataset (fingerprint), device_type,
     precision, protocol, model_release, loss, augmentation, init, epochs, then
@@ -247,6 +248,8 @@ def records_frame(records: Iterable[CellRecord]) -> pd.DataFrame:
             "nhot": record.nhot, "split": record.split, "seed": record.seed,
             "status": record.status,
             "acc_honest": _num(record.acc_honest), "acc_optimistic": _num(record.acc_optimistic),
+            "acc_top1_honest": _num(record.acc_top1_honest),
+            "train_targets_sha256": record.train_targets_sha256,
             "median_epoch_s": median_epoch,
             "train_images_per_s": _num(record.train_images_per_s),
             "peak_memory_bytes": _num(record.peak_memory_bytes),
@@ -261,7 +264,8 @@ def records_frame(records: Iterable[CellRecord]) -> pd.DataFrame:
             "cell_digest": cell.digest(),
         })
     columns = ["experiment", "model", "variant", "nhot", "split", "seed", "status",
-               "acc_honest", "acc_optimistic", "median_epoch_s", "train_images_per_s",
+               "acc_honest", "acc_optimistic", "acc_top1_honest", "train_targets_sha256",
+               "median_epoch_s", "train_images_per_s",
                "peak_memory_bytes", "memory_kind", "params", "n_test", "dataset_label",
                "profile", "dataset", "device_type", "precision", "protocol", "model_release",
                "loss", "augmentation", "init", "epochs", "split_fingerprint", "cell_id",

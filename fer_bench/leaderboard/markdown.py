@@ -30,6 +30,7 @@ from fer_bench.leaderboard.table import (
     build_sections,
     format_accuracy,
     format_cell,
+    format_top1,
     frame_parts,
     part_title,
     run_labels,
@@ -159,20 +160,23 @@ def _study_comparison(records: Sequence[CellRecord]) -> str:
     of the models both have (by name); one line per row, rows never pooled."""
     lines = [_markdown_row(["model", "study: ordinary, 8-hot (optimistic)",
                             "fer_bench: ordinary, 8-hot, optimistic",
-                            "fer_bench: ordinary, 8-hot, honest", "our recipe"]),
-             _markdown_row(["---", "---:", "---:", "---:", "---"])]
+                            "fer_bench: ordinary, 8-hot, honest",
+                            "fer_bench: ordinary, 8-hot, honest top-1", "our recipe"]),
+             _markdown_row(["---", "---:", "---:", "---:", "---:", "---"])]
     rows = summarize(records).get("ordinary", [])
     for model, study in STUDY_8HOT_ORDINARY.items():
         ours = [row for row in rows if row.model.lower() == model
                 and row.at(8) is not None and not row.at(8).failed]
         if not ours:
-            lines.append(_markdown_row([model.upper(), f"{study:.2f}", "not run", "not run", MISSING]))
+            lines.append(_markdown_row([model.upper(), f"{study:.2f}", "not run", "not run",
+                                        "not run", MISSING]))
         for row in ours:
             cell = row.at(8)
             optimistic = [r.acc_optimistic for r in cell.ok.values() if r.acc_optimistic is not None]
             ours_optimistic = format_accuracy(*mean_ci(optimistic)) if optimistic else MISSING
             lines.append(_markdown_row([escape_markdown(row.label), f"{study:.2f}", ours_optimistic,
                                         escape_markdown(format_cell(cell)),
+                                        escape_markdown(format_top1(cell)),
                                         escape_markdown(_recipe_text(row))]))
     return "\n".join(lines)
 
