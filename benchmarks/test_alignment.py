@@ -20,7 +20,7 @@ the 4,000 synthetic faces is a few seconds; dlib aligns about half of them).
 ``--fer-alignment dlib-cnn`` swaps the aligner (the CNN detector finds more faces, ~100x
 slower: align the source first), ``--fer-augmentation adaptive_x1=3_x2=20`` tries other
 thresholds. On the synthetic set dlib finds few or no faces: the cells still run, with
-those images flagged unaligned. Needs the ``align`` extra (``pip install -e ".[align]"``).
+those images flagged unaligned. dlib and its model files come with the default install.
 """
 
 from __future__ import annotations

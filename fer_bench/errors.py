@@ -47,7 +47,7 @@ class ModelError(FerBenchError):
 
 class AlignError(FerBenchError):
     """Face alignment cannot run: dlib is missing, or a model file is missing or corrupt.
-    The message says how to install the ``align`` extra or names the bad file."""
+    The message names what is missing and how to install it, or the bad file."""
 
 
 class CellFailed(FerBenchError):

