@@ -39,7 +39,6 @@ variable ``FER_BENCH_<NAME>``; precedence CLI > env > ini > profile > default.
 from __future__ import annotations
 
 import shlex
-import sys
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +91,8 @@ class FerBenchSession:
         self.records: list[Any] = []                   # CellRecord of every cell reported
         self.untimed: list[dict[str, Any]] = []        # failed before their first epoch
         self.experiments: dict[str, str] = {}          # experiment name -> title
+        self.condensed_tables = False                  # pytest-benchmark's tables cut down
+        self._datasets: Any = None                     # plugin_cell.SessionData, on first use
         self.data_label = ""
         self.dataset_fingerprint = ""
         self.device = ""
@@ -174,6 +175,27 @@ class FerBenchSession:
         self.progress.total = sum(1 for item in session.items
                                   if CELL_FIXTURE in getattr(item, "fixturenames", ()))
 
+    @property
+    def datasets(self) -> Any:
+        """The session's data (``plugin_cell.SessionData``), shared by the plan and fixtures."""
+        if self._datasets is None:
+            from fer_bench.plugin_cell import SessionData
+
+            self._datasets = SessionData(self)
+        return self._datasets
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        """Before the first cell: the plan (``plugin_plan``), and pytest-benchmark's tables
+        condensed unless asked otherwise."""
+        if (not self.used or session.config.option.collectonly
+                or hasattr(session.config, "workerinput")):
+            return
+        from fer_bench.plugin_plan import announce_plan, condense_benchmark_tables
+
+        self.condensed_tables = condense_benchmark_tables(self.config, self.settings)
+        announce_plan(self, session.items)
+
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self) -> None:
         self.progress.flush()
@@ -185,18 +207,12 @@ class FerBenchSession:
 
             self.records.append(CellRecord.from_dict(record))
 
+    @pytest.hookimpl(trylast=True)   # after pytest-benchmark's tables: the answer comes last
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.records:
-            return
-        try:
-            from fer_bench.console import wide_console
-            from fer_bench.leaderboard.table import print_terminal_tables
-        except ImportError:
-            return
-        terminalreporter.section("fer_bench results")
-        # Capturing is suspended at summary time, so sys.stdout is where pytest writes.
-        print_terminal_tables(self.records, console=wide_console(sys.stdout),
-                              provenance=[{"fer_bench": self.provenance()}])
+        if self.records:
+            from fer_bench.plugin_plan import draw_results
+
+            draw_results(self, terminalreporter)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_benchmark_update_json(self, config: pytest.Config, benchmarks: Any,
@@ -221,7 +237,7 @@ def session_of(config: pytest.Config) -> FerBenchSession:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("fer_bench", "fer_bench grid (also ini fer_<name> / env FER_BENCH_<NAME>)")
     for name, (help_text, is_flag) in OPTIONS.items():
-        flag = f"--fer-{name}"
+        flag = f"--fer-{name.replace('_', '-')}"
         if is_flag:
             group.addoption(flag, action="store_true", default=None, dest=f"fer_{name}", help=help_text)
             parser.addini(f"fer_{name}", help_text, type="bool", default=False)
@@ -323,9 +339,7 @@ def fer_datasets(pytestconfig: pytest.Config) -> Any:
     subset, only that subset's rows when the whole source has no cache); a failure (e.g.
     dlib missing: ``AlignError`` with the install hint) is raised again for every later
     cell of the same data without trying again (``fer_bench.plugin_cell.SessionData``)."""
-    from fer_bench.plugin_cell import SessionData
-
-    return SessionData(session_of(pytestconfig))
+    return session_of(pytestconfig).datasets
 
 
 @pytest.fixture(scope="session")
@@ -358,45 +372,29 @@ def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, f
     """One cell (``fer_bench.plugin_cell.FerCell``), ready to ``run(benchmark)``, on the
     ``fer_data`` source cleaned by the rule its label treatment and split need (with its aligner's output
     when it has one); skipped when its model cannot take an axis value (e.g.
-    ``init=imagenet`` for a model without ImageNet weights). An aligner that cannot run
-    (dlib or a model file missing) fails the cell with the install hint."""
-    from fer_bench.cell import DEFAULT_ALIGNMENT, resolve_init
-    from fer_bench.config import COMPILE_EVAL
-    from fer_bench.data.alignment import resolve_alignment
-    from fer_bench.errors import CellSkipped, ConfigError, FerBenchError
-    from fer_bench.plugin_cell import FerCell
-    from fer_bench.registry import get_model
-    from fer_bench.tasks import cleaning_rule
-    from fer_bench.training.runner import check_init, default_device, resolve_cell, resolve_config
+    ``init=imagenet`` for a model without ImageNet weights). A cell that cannot be set up
+    (an ms-* label mode on the ordinary split, dlib or a model file missing, a data source
+    that cannot be loaded) fails with one line saying why."""
+    from fer_bench.errors import CellSkipped, FerBenchError
+    from fer_bench.plugin_cell import FerCell, fail_line, skip_line
+    from fer_bench.plugin_plan import resolve_test_cell
+    from fer_bench.training.runner import default_device
 
     state = session_of(request.config)
-    settings = state.settings
+    axes = {"model": fer_model, "variant": fer_variant, "split": fer_split, "seed": fer_seed,
+            "loss": fer_loss, "augmentation": fer_augmentation, "init": fer_init,
+            "alignment": fer_alignment}
     try:
-        rule = cleaning_rule(fer_variant, fer_split)
-    except ConfigError as exc:   # e.g. an ms-* label mode on the ordinary split
-        pytest.fail(f"fer_bench: {exc}", pytrace=False)
-    init = fer_init if hasattr(fer_init, "name") else resolve_init(str(fer_init))
-    spec = get_model(fer_model)
-    try:
-        check_init(spec, init)
+        test = resolve_test_cell(state, axes, fer_datasets, source=fer_data)
     except CellSkipped as exc:
-        pytest.skip(str(exc))
-    config = resolve_config(spec, epochs=settings.epochs, loss=fer_loss,
-                            augmentation=fer_augmentation, init=init.name,
-                            compile=COMPILE_EVAL if settings.compile else None)
-    try:
-        alignment, use = resolve_alignment(str(fer_alignment), config.augmentation)
-        fer_dataset = fer_datasets(rule, DEFAULT_ALIGNMENT if use is None else use.aligner,
-                                   source=fer_data)
-    except FerBenchError as exc:   # AlignError: dlib or a model file missing
-        pytest.fail(f"fer_bench: {exc}", pytrace=False)
-    state.device = settings.device or default_device()
-    cell = resolve_cell(spec, variant=fer_variant, split=fer_split, seed=fer_seed, config=config,
-                        dataset_fingerprint=fer_dataset.fingerprint, device=state.device,
-                        precision=settings.precision, alignment=alignment)
+        skip_line(str(exc))
+    except FerBenchError as exc:
+        fail_line(f"fer_bench: {exc}")
+    state.device = state.settings.device or default_device()
     experiment, title = experiment_of(request.node)
     state.experiments.setdefault(experiment, title)
-    return FerCell(cell, spec, init.path, fer_dataset, fer_store, state, request.node, experiment)
+    return FerCell(test.cell, test.spec, test.init_path, test.dataset, fer_store, state,
+                   request.node, experiment)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -8,7 +8,7 @@ data set, never in another project's run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -64,6 +64,18 @@ class SessionData:
         if (source is None and rule == "study") or not state.dataset_fingerprint:
             state.dataset_fingerprint = data.fingerprint
         return data
+
+
+def fail_line(message: str) -> NoReturn:
+    """Fail the current test with ``message`` alone: no traceback, and (raised ``from
+    None``) no exception chained before it, which pytest would print first ("During
+    handling of the above exception, another exception occurred")."""
+    raise pytest.fail.Exception(message, pytrace=False) from None
+
+
+def skip_line(message: str) -> NoReturn:
+    """Skip the current test with ``message`` (no exception chained, as ``fail_line``)."""
+    raise pytest.skip.Exception(message) from None
 
 
 def feed_epoch_times(benchmark: Any, epoch_times_s: list[float]) -> bool:
@@ -131,9 +143,9 @@ class FerCell:
                 profile=settings.profile.name if settings.profile_chosen else "",
                 init_path=self.init_path, experiment=self.experiment)
         except CellSkipped as exc:
-            pytest.skip(str(exc))
+            skip_line(str(exc))
         except FerBenchError as exc:   # e.g. a split this data cannot build: one line, no traceback
-            pytest.fail(f"{self.id}: {exc}", pytrace=False)
+            fail_line(f"{self.id}: {exc}")
         record.experiment = self.experiment   # the same cell may serve several experiments
         self.node.stash[RECORD] = (record, from_store)
         if benchmark is not None:

@@ -50,8 +50,8 @@ OPTIONS: dict[str, tuple[str, bool]] = {
     "augmentation": ("augmentation sets, e.g. none,flip_rot20 (default: the profile's, else the "
                      "model's, else none; `fer-bench list augmentations`)", False),
     "init": ("initialisations: scratch, imagenet, file:PATH (default scratch)", False),
-    "alignment": ("face alignment: none, dlib-hog, dlib-cnn (default none; needs the align "
-                  "extra; `fer-bench data align` fills the cache)", False),
+    "alignment": ("face alignment: none, dlib-hog, dlib-cnn (default none; "
+                  "`fer-bench data align` fills the cache)", False),
     "epochs": ("epochs per cell (default: the profile's, else the model's, else 40)", False),
     "device": ("cpu, cuda, cuda:1 ... (default: cuda when available)", False),
     "precision": ("auto, fp32 or bf16: bf16 autocast over fp32 weights, part of each cell's "
@@ -64,7 +64,17 @@ OPTIONS: dict[str, tuple[str, bool]] = {
     "profile": (f"run profile: {', '.join(p for p in PROFILES if p != 'default')}", False),
     "shard": ("run shard i of n (i/n): keeps the collected cells at positions p with "
               "p %% n == i-1", False),
+    "plan": ("what to print before the first cell: cost (default: cells to train and from "
+             "the store, epochs, device, precision, and the estimated time from each model's "
+             "FLOPs and a few timed training steps here), cells (the same, nothing timed), off",
+             False),
+    "benchmark_tables": ("pytest-benchmark's per-epoch timing tables: condensed (default: "
+                         "min/mean/max epoch seconds and rounds) or full (all its columns; an "
+                         "explicit --benchmark-columns wins)", False),
 }
+#: Values of the options that take one of a few words (the first is the default).
+CHOICES: dict[str, tuple[str, ...]] = {"plan": ("cost", "cells", "off"),
+                                       "benchmark_tables": ("condensed", "full")}
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -87,6 +97,8 @@ class RunSettings:
     rerun: bool = False
     compile: bool = False
     shard: tuple[int, int] | None = None
+    plan: str = "cost"                        # CHOICES["plan"]
+    benchmark_tables: str = "condensed"       # CHOICES["benchmark_tables"]
 
     @property
     def models(self) -> tuple[str, ...] | None:
@@ -195,7 +207,21 @@ def read_settings(config: pytest.Config) -> RunSettings:
         rerun=(raw_option(config, "rerun") or "").lower() in _TRUE,
         compile=(raw_option(config, "compile") or "").lower() in _TRUE,
         shard=parse_shard(shard_text) if shard_text else None,
+        plan=_choice(config, "plan"), benchmark_tables=_choice(config, "benchmark_tables"),
     )
+
+
+def _choice(config: pytest.Config, name: str) -> str:
+    """The value of a ``CHOICES`` option (its first word when unset); ``ConfigError`` naming
+    the option and the valid words else."""
+    from fer_bench.errors import ConfigError
+
+    text = raw_option(config, name)
+    value = (text or CHOICES[name][0]).strip().lower()
+    if value not in CHOICES[name]:
+        raise ConfigError(f"--fer-{name.replace('_', '-')}: unknown value {text!r}; valid: "
+                          f"{', '.join(CHOICES[name])}")
+    return value
 
 
 def _precision(text: str | None) -> str:

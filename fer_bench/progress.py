@@ -4,8 +4,10 @@ Lines go through pytest's terminal reporter with output capturing suspended (the
 pytest's live logging writes), so they never end up in a test's captured output and never
 interleave with pytest's own writes:
 
-* on a terminal (and not ``-q``): one live status line per cell, rewritten every epoch,
-  then replaced by the cell's summary line when the cell ends;
+* on a terminal (and not ``-q``): one live status line per cell, rewritten every epoch in
+  place of pytest's current line, then replaced by the cell's summary line when the cell
+  ends; pytest's line (``benchmarks/test_nhot.py ..``) is then written back under it as it
+  was, so pytest's own progress goes on unbroken below the cells' lines;
 * otherwise (``-q``, a pipe, CI logs): only the one summary line per cell, written after
   pytest has reported the test (``flush``, called from ``pytest_runtest_logfinish``).
 
@@ -58,7 +60,7 @@ class GridProgress:
         self._cell_started = 0.0
         self._epoch_seconds: list[float] = []
         self._epochs_in_cell = 0
-        self._live_line = False
+        self._held: str | None = None           # pytest's line while a live line covers it
         self._pending: tuple[str, dict[str, bool]] | None = None
 
     # ------------------------------------------------------------------ output
@@ -83,16 +85,37 @@ class GridProgress:
             return
         with self._suspended_capture():
             if self.live:
-                if not self._live_line:
-                    reporter.ensure_newline()
-                reporter.rewrite(line, erase=True, **markup)
-                self._live_line = not final
-                if final:
-                    reporter.write("\n")
-                    reporter.currentfspath = None  # pytest re-prints the file prefix next
+                self._write_live(reporter, line, final, markup)
             elif final:
                 # Called right after pytest wrote the test's letter / word on the current line.
                 reporter.write("\n" + line + "\n", **markup)
+            reporter.flush()
+
+    def _write_live(self, reporter: Any, line: str, final: bool, markup: dict[str, bool]) -> None:
+        """Put ``line`` where pytest's current line is (``\r``); a final line stays, and
+        pytest's line is written back after it. pytest's text of its current line is its
+        terminal writer's ``_current_line`` (private; ``tests/test_plugin_output.py``
+        breaks if it goes); without it the line is not restored, only never broken."""
+        writer = getattr(reporter, "_tw", None)
+        if self._held is None:
+            self._held = str(getattr(writer, "_current_line", "") or "")
+        if not final and writer is not None:   # one screen line, or \r cannot rewrite it
+            line = line[:max(int(getattr(writer, "fullwidth", 80)) - 1, 20)]
+        reporter.rewrite(line, erase=True, **markup)
+        if final:
+            held, self._held = self._held, None
+            reporter.write("\n")
+            if held:
+                reporter.write(held)
+
+    def announce(self, lines: list[str]) -> None:
+        """Write whole lines (the run's plan) on lines of their own, before pytest's next."""
+        reporter = self._reporter()
+        if reporter is None:
+            return
+        with self._suspended_capture():
+            for line in lines:
+                reporter.write_line(line)
             reporter.flush()
 
     # ------------------------------------------------------------------ ETA

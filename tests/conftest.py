@@ -13,6 +13,11 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The plan's cost estimate trains each model a few steps before the first cell, which tests
+# that count a model's builds or training batches would see; the suite's runs (and their
+# subprocesses) print the plan without timing anything. tests/test_plugin_plan.py and
+# tests/test_estimate.py check the estimate itself (--fer-plan cost).
+os.environ.setdefault("FER_BENCH_PLAN", "cells")
 
 
 def _find_ferplus() -> Path | None:

@@ -97,6 +97,55 @@ def test_a_run_folder_is_never_reused(tmp_path, capsys):
     assert "already holds a launch" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("arg", "expected"), [
+    (["--shards", "0"], "--shards: give a whole number >= 1, got 0"),
+    (["--shards", "-2"], "--shards: give a whole number >= 1, got -2"),
+    (["--workers", "0"], "--workers: give a whole number >= 1, got 0"),
+    (["--engine", "submitit", "--shards", "2", "--array-parallelism", "0"],
+     "--array-parallelism: give a whole number >= 1, got 0"),
+])
+def test_counts_below_one_are_usage_errors(tmp_path, capsys, arg, expected):
+    code = main(["launch", *arg, "--run-dir", str(tmp_path / "run"), "--", "benchmarks/"])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1 and expected in error, error
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_selection_without_fer_bench_cells_is_a_usage_error(tmp_path, capsys, monkeypatch):
+    """Checked by collecting the selection once (``pytest --collect-only``) before anything
+    is written or started: no fer_cell test there, or a path pytest cannot find."""
+    (tmp_path / "test_plain.py").write_text("def test_plain():\n    assert True\n")
+    (tmp_path / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    code = main(["launch", "--shards", "2", "--run-dir", str(run), "--", "test_plain.py"])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1, error
+    assert "the selection test_plain.py collects no fer_bench cell" in error
+    code = main(["launch", "--shards", "2", "--run-dir", str(run), "--", "no_such_dir/"])
+    error = capsys.readouterr().err
+    assert code == 2 and error.count("\n") == 1, error
+    assert "pytest cannot collect the selection no_such_dir/" in error and "not found" in error
+    assert not run.exists()
+
+
+def test_the_launcher_collects_the_grid_and_prints_its_plan_first(tmp_path):
+    from tests import launch_grid
+
+    project = launch_grid.make_project(tmp_path / "project")
+    run = tmp_path / "run"
+    result = launch_grid.launch(project, "--shards", "2", "--workers", "1", "--run-dir", str(run),
+                                "--results", str(tmp_path / "store"), "--",
+                                *launch_grid.GRID, "--fer-models", "launch_tiny", "--fer-nhot", "8",
+                                "--fer-splits", "ordinary,complex")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    plan = out.index("fer-bench launch: the selection holds 2 cell(s), dealt to 2 shard(s)")
+    assert out.index("fer_bench plan: 2 cells on cpu", plan) < out.index("shard(s) on the local")
+    assert "2 to train, 0 from the store" in out
+    assert layout.read_manifest(run)["plan"]["cells"] == 2
+
+
 # ---------------------------------------------------------------- engine settings
 def test_submitit_local_executor_timeout_and_gpus_are_explicit(tmp_path):
     pytest.importorskip("submitit")

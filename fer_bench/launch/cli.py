@@ -19,14 +19,17 @@ default ``RUN_DIR/leaderboard``); a failed shard stops the merge and is named, w
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
+import subprocess
 import sys
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from fer_bench.errors import ConfigError
+from fer_bench.errors import ConfigError, FerBenchError
 from fer_bench.launch.engines import ENGINES, Engine, SubmititEngine, make_engine
 from fer_bench.launch.layout import MANIFEST_FORMAT, manifest_path, read_manifest, write_json
 from fer_bench.launch.shard import ShardTask
@@ -110,6 +113,19 @@ def _engine_options(args: argparse.Namespace, engine: str) -> dict[str, Any]:
     return options
 
 
+#: Options that count something: each must be a whole number >= 1 when given.
+COUNTS = ("shards", "workers", "array_parallelism", "time_min")
+
+
+def check_counts(args: argparse.Namespace) -> None:
+    """``ConfigError`` (exit 2) naming the option when a count is 0 or negative (argparse
+    already refused what is not a whole number)."""
+    for dest in COUNTS:
+        value = getattr(args, dest, None)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{dest.replace('_', '-')}: give a whole number >= 1, got {value}")
+
+
 def _check_pytest_args(pytest_args: list[str]) -> list[str]:
     for arg in pytest_args:
         name = arg.split("=", 1)[0]
@@ -151,9 +167,50 @@ def new_run(args: argparse.Namespace) -> Plan:
         "out": str(Path(args.out).resolve()) if args.out else str(run_dir / "leaderboard"),
         "command": shlex.join(["fer-bench", "launch", *sys.argv[2:]]) if sys.argv[1:2] == ["launch"] else "",
     }
+    if args.detach:
+        _check_detach(engine)
     if not args.dry_run:
+        manifest["plan"] = preflight(manifest)
         write_json(manifest_path(run_dir), manifest)
     return run_dir, manifest, engine, [ShardTask(str(run_dir), i, shards) for i in range(1, shards + 1)]
+
+
+def preflight(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Collect the selection once, as every shard will, before anything is launched: a
+    ``pytest --collect-only`` subprocess in the run's folder and python, on the run's store,
+    with the probe's plan mode (``probe.PlanProbe``). Returns ``{"cells": n, "seconds":
+    estimate or None, "lines": the plan's lines}``. ``ConfigError`` (exit 2) when pytest
+    refuses the selection or it holds no fer_bench cell; ``FerBenchError`` (exit 1) when
+    collecting fails otherwise (e.g. a module that does not import)."""
+    selection = shlex.join(manifest["pytest_args"]) or "(the current folder)"
+    with tempfile.TemporaryDirectory(prefix="fer-bench-launch-") as folder:
+        path = Path(folder) / "plan.json"
+        command = [manifest["python"], "-m", "pytest", "--collect-only", "-qq",
+                   "-p", "fer_bench.launch.probe", "--fer-launch-plan", str(path),
+                   "--fer-results", manifest["store"], *manifest["pytest_args"]]
+        result = subprocess.run(command, cwd=manifest["cwd"], capture_output=True, text=True)
+        document = json.loads(path.read_text()) if path.exists() else None
+    if result.returncode in (0, 5) and document is not None and not document["cells"]:
+        raise ConfigError(f"the selection {selection} collects no fer_bench cell (no test there "
+                          f"uses fer_cell); nothing to launch")
+    if result.returncode != 0 or document is None:
+        why = _pytest_complaint(result.stdout + "\n" + result.stderr)
+        error = ConfigError if result.returncode in (4, 5) else FerBenchError
+        raise error(f"pytest cannot collect the selection {selection} (exit status "
+                    f"{result.returncode}): {why}")
+    plan = document.get("plan") or {}
+    return {"cells": len(document["cells"]), "seconds": plan.get("seconds"),
+            "lines": document.get("lines") or []}
+
+
+def _pytest_complaint(output: str) -> str:
+    """The line of pytest's output that says what is wrong (its first ``ERROR``/``E`` line,
+    else its last line)."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("ERROR", "E ")):
+            return line.removeprefix("E ").strip()
+    return lines[-1] if lines else "no output"
 
 
 def dry_run(manifest: dict[str, Any], engine: Engine, tasks: list[ShardTask]) -> str:
@@ -192,11 +249,15 @@ def merge(run_dir: Path, out: str) -> int:
     return leaderboard_command(argparse.Namespace(results=[str(run_dir)], out=out, no_write=False))
 
 
-def detach(run_dir: Path, engine: Engine, tasks: list[ShardTask]) -> int:
-    """Submit the shards as a job array and return; job ids go into the manifest."""
+def _check_detach(engine: Engine) -> None:
     if not isinstance(engine, SubmititEngine):
         raise ConfigError(f"--detach needs the submitit engine (the {engine.name} engine runs "
                           "its shards from this process)")
+
+
+def detach(run_dir: Path, engine: Engine, tasks: list[ShardTask]) -> int:
+    """Submit the shards as a job array and return; job ids go into the manifest."""
+    _check_detach(engine)
     jobs = engine.submit(tasks, run_dir / "submitit")
     manifest = read_manifest(run_dir)
     manifest["jobs"] = {**(manifest.get("jobs") or {}),
@@ -218,10 +279,16 @@ def launch_command(args: argparse.Namespace) -> int:
         else:
             print(format_status(status))
         return 0
+    check_counts(args)
     run_dir, manifest, engine, tasks = resume_run(args) if args.resume else new_run(args)
     if args.dry_run:
         print(dry_run(manifest, engine, tasks))
         return 0
+    plan = manifest.get("plan") if not args.resume else None
+    if plan:
+        print(f"fer-bench launch: the selection holds {plan['cells']} cell(s), dealt to "
+              f"{manifest['shards']} shard(s); its plan:", flush=True)
+        print("\n".join(plan["lines"]), flush=True)
     print(f"fer-bench launch: {len(tasks)} shard(s) on the {engine.name} engine; run folder "
           f"{run_dir}; watch it with `fer-bench launch --status {run_dir}`", flush=True)
     if args.detach:
