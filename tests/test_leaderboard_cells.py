@@ -22,7 +22,7 @@ from fer_bench.leaderboard.columns import (
     EIGHT_TOP1_CI_COLUMN,
     EIGHT_TOP1_GAIN_COLUMN,
     OVERHEAD_COLUMN,
-    TIME_COLUMNS,
+    TIME_COLUMN,
     WALL_COLUMN,
 )
 from fer_bench.leaderboard.diagnostics import OUTCOME_NOTE, coincidences
@@ -236,9 +236,10 @@ def test_cost_table_splits_the_wall_time_and_states_the_overhead_share():
     train = 1.0 + 1.5 + 2.0                               # make_record's epoch times
     walls = [100.0, 110.0, 100.0, 110.0]
     assert frame.loc["small_cnn", WALL_COLUMN] == f"{np.mean(walls):.1f}"
-    assert frame.loc["small_cnn", TIME_COLUMNS[0]] == f"{np.mean([10, 11, 10, 11]):.1f}"
-    assert frame.loc["small_cnn", TIME_COLUMNS[1]] == f"{train:.1f}"
-    assert frame.loc["small_cnn", TIME_COLUMNS[2]] == f"{np.mean([21, 21, 28, 28]):.1f}"
+    parts = [np.mean([10, 11, 10, 11]), train, np.mean([21, 21, 28, 28]), 2.0, 0.5]
+    assert frame.loc["small_cnn", TIME_COLUMN] == " / ".join(
+        f"{v:.2f}" if v < 1 else f"{v:.1f}" for v in parts)
+    assert TIME_COLUMN == "time split, s/cell (setup / training / evaluation / FLOP counting / store)"
     overhead = sum(w - train for w in walls) / sum(walls)
     assert frame.loc["small_cnn", OVERHEAD_COLUMN] == f"{100 * overhead:.1f}%"
     assert OVERHEAD_COLUMN in frame.attrs["parts"]["cost"]

@@ -25,6 +25,7 @@ from fer_bench.leaderboard.diagnostics import (
     has_time_split,
     overhead_text,
     seconds_text,
+    split_text,
 )
 from fer_bench.leaderboard.literature import has_literature, literature_accuracy_text
 from fer_bench.leaderboard.recovery import (
@@ -75,7 +76,7 @@ CONVERGENCE_COLUMN = "best val epoch = last (still improving)"
 #: Issue 22: groups of the row's cells that trained on identical data (by fingerprint).
 COINCIDENCE_COLUMN = "identical training data"
 #: Issue 21 part 4: mean seconds per cell of each part of its wall time, and the overhead.
-TIME_COLUMNS = tuple(f"{label} (s/cell)" for label, _ in TIME_PARTS)
+TIME_COLUMN = f"time split, s/cell ({' / '.join(label for label, _ in TIME_PARTS)})"
 WALL_COLUMN = "wall (s/cell)"
 OVERHEAD_COLUMN = "overhead (not training)"
 OPTIMISTIC_COLUMN = "optimistic @ best N"
@@ -264,9 +265,8 @@ COLUMNS: list[Column] = [
     Column(COST_COLUMNS[1], _number("train_images_per_s", ".0f"), part=COST),
     Column(COST_COLUMNS[2], _memory, part=COST),
     Column(COST_COLUMNS[3], _number("params", ".2f", 1e6), part=COST),
-    Column(WALL_COLUMN, seconds_text("wall"), when=has_time_split, part=COST),
-    *(Column(name, seconds_text(label), when=has_time_split, part=COST)
-      for name, (label, _) in zip(TIME_COLUMNS, TIME_PARTS, strict=True)),
+    Column(WALL_COLUMN, seconds_text, when=has_time_split, part=COST),
+    Column(TIME_COLUMN, split_text, when=has_time_split, part=COST, text=True),
     Column(OVERHEAD_COLUMN, overhead_text, when=has_time_split, part=COST),
 ]
 

@@ -186,13 +186,20 @@ def time_split(row: RowSummary) -> TimeSplit | None:
     return TimeSplit(len(timed), parts, wall / len(timed), overhead)
 
 
-def seconds_text(part: str):
-    """Column function: the row's mean seconds per cell of ``part`` ("wall" for the whole)."""
-    def value(row: RowSummary) -> str:
-        split = time_split(row)
-        seconds = None if split is None else (split.wall if part == "wall" else split.parts[part])
-        return MISSING if seconds is None else f"{seconds:.1f}"
-    return value
+def seconds_text(row: RowSummary) -> str:
+    """Mean wall seconds per cell of the row, "1616.4"; "—" when no record measured it."""
+    split = time_split(row)
+    return MISSING if split is None else f"{split.wall:.1f}"
+
+
+def split_text(row: RowSummary) -> str:
+    """Mean seconds per cell of each ``TIME_PARTS`` part, in that order, joined with " / "
+    ("12.0 / 1566.4 / 35.0 / 2.0 / 0.01"; "—" for a part no record measured)."""
+    split = time_split(row)
+    if split is None:
+        return MISSING
+    return " / ".join(MISSING if v is None else (f"{v:.2f}" if v < 1 else f"{v:.1f}")
+                      for v in split.parts.values())
 
 
 def overhead_text(row: RowSummary) -> str:

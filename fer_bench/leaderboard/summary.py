@@ -50,7 +50,9 @@ INTRO = (
     "out the claim* when the whole interval lies below the band's lower end (\"about +10\" is "
     "the point +10). Each gain is the mean of the differences paired by seed, honest test "
     "accuracy, tie-aware (SPEC) and top-1 (the first top-share emotion, as the literature "
-    "scores), each with its own verdict:")
+    "scores), each with its own verdict. These per-row verdicts use the unadjusted 95% "
+    "interval; in the pre-registered converged grid a secondary contrast (complex split, "
+    "3-hot, the loss interaction, VGG16) counts as confirmed only after Holm's correction:")
 
 
 def _metric_line(row: RowSummary, metric: str, gain: GainSummary | None) -> str:
