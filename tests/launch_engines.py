@@ -32,6 +32,7 @@ SMALL = ("--fer-models", "small_cnn", "--fer-nhot", "1,8", "--fer-splits", "ordi
 STALLING = ("--fer-models", "launch_tiny,launch_stall", "--fer-nhot", "1",
             "--fer-splits", "ordinary,complex")
 STALL_CELL = "test_grid.py::test_grid[launch_stall-n1-complex-s0]"
+_REFERENCE: dict[str, Path] = {}
 
 
 def make_stall_project(root: Path) -> Path:
@@ -61,3 +62,16 @@ def cell_started(run_dir: Path, index: int, nodeid: str) -> bool:
         return False
     events = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return any(e.get("event") == "start" and e.get("nodeid") == nodeid for e in events)
+
+
+def small_reference(tmp_path_factory: Any) -> Path:
+    """The pytest-benchmark JSON of ``SMALL`` run as one plain pytest process, made once per
+    test session (the Slurm and the Ray tests both compare their shards with it)."""
+    if "json" not in _REFERENCE:
+        root = make_stall_project(tmp_path_factory.mktemp("reference") / "project")
+        out = root.parent / "single.json"
+        single = launch_grid.run_pytest(root, *SMALL, "--fer-results", str(root.parent / "store"),
+                                        "--benchmark-json", str(out), timeout=300)
+        assert single.returncode == 0, single.stdout + single.stderr
+        _REFERENCE["json"] = out
+    return _REFERENCE["json"]

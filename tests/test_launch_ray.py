@@ -31,6 +31,7 @@ from tests.launch_engines import (
     STALLING,
     cell_started,
     make_stall_project,
+    small_reference,
     wait_for,
 )
 
@@ -59,11 +60,8 @@ def env(project, **extra):
     return launch_grid.project_env(project, RAY_USAGE_STATS_ENABLED="0", **extra)
 
 
-def test_two_shards_on_ray_equal_one_process(project):
-    reference = project.parent / "single.json"
-    single = launch_grid.run_pytest(project, *SMALL, "--fer-results", str(project.parent / "single-store"),
-                                    "--benchmark-json", str(reference), timeout=300)
-    assert single.returncode == 0, single.stdout + single.stderr
+def test_two_shards_on_ray_equal_one_process(project, tmp_path_factory):
+    reference = small_reference(tmp_path_factory)
     run_dir = project.parent / "run-equal"
     result = launch_grid.launch(project, "--engine", "ray", "--ray-address", ADDRESS,
                                 "--shards", "2", "--cpus-per-shard", "1", "--run-dir", str(run_dir),

@@ -148,7 +148,8 @@ def test_wait_slurm_reports_a_job_that_ends_without_result_within_bounded_time(t
         return {j: answers.get(j, JobState(j, "COMPLETED", "squeue")) for j in ids}
 
     monkeypatch.setattr("fer_bench.launch.slurm.query_states", states)
-    monkeypatch.setattr(engines, "SETTLE_S", 1.0)
+    monkeypatch.setattr(engines, "SETTLE_S", 60.0)         # not waited for: Slurm says CANCELLED
+    monkeypatch.setattr(engines, "FAILED_SETTLE_S", 1.0)
     tasks = [ShardTask(str(tmp_path), i, 3) for i in (1, 2, 3)]
     lines: list[str] = []
     start = time.monotonic()

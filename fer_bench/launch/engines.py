@@ -58,8 +58,10 @@ from fer_bench.launch.shard import ShardTask, run_shard
 Results = dict[int, "int | None"]
 Report = Callable[[str], None]
 #: Seconds between two questions to Slurm while waiting; seconds an ended job may take to
-#: show its result file (a shared file system's lag) before it is reported without one.
-SLURM_POLL_S, SETTLE_S = 10.0, 15.0
+#: show its result file (a shared file system's lag) before it is reported without one: 15,
+#: or 5 when Slurm says it stopped the job (CANCELLED, TIMEOUT, ...), which is failed anyway
+#: and whose result file, if any, would only add the exit code.
+SLURM_POLL_S, SETTLE_S, FAILED_SETTLE_S = 10.0, 15.0, 5.0
 
 
 def require_extra(module: str, engine: str) -> ModuleType:
@@ -282,8 +284,8 @@ def wait_slurm(pairs: list[tuple[ShardTask, Any]], report: Report, start: float,
 
     A job is over when its result file exists (its exit code is then read from it) or when
     Slurm says it ended (``fer_bench.launch.slurm.query_states``: squeue, sacct, the job's
-    stderr) and ``SETTLE_S`` more seconds brought no result file. A shard that did not run
-    to its end is reported with its Slurm state (CANCELLED, TIMEOUT, ...). Slurm is asked
+    stderr) and ``SETTLE_S`` (``FAILED_SETTLE_S``) more seconds brought no result file. A
+    shard that did not run to its end is reported with its Slurm state (CANCELLED, TIMEOUT, ...). Slurm is asked
     every ``poll_s`` seconds (``$FER_BENCH_SLURM_POLL_S``, default 10), every 2 s while a
     job settles; the result files are looked at every second.
     """
@@ -314,7 +316,8 @@ def wait_slurm(pairs: list[tuple[ShardTask, Any]], report: Report, start: float,
                         continue            # wait for Slurm's final word (COMPLETING -> CANCELLED)
                     if state is not None and state.state != "COMPLETED":
                         note = "; ".join(filter(None, [state.describe(), note]))
-            elif state is None or state.live or now - settling.setdefault(index, now) < SETTLE_S:
+            elif state is None or state.live or now - settling.setdefault(index, now) < (
+                    FAILED_SETTLE_S if state.failed else SETTLE_S):
                 continue
             else:
                 code, note = None, state.describe()
