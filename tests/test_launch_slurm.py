@@ -73,6 +73,18 @@ def start_launch(project, *args, **extra) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
+def stop(process: subprocess.Popen, run_dir: Path) -> None:
+    """Kill the launcher if it still runs and cancel its jobs (a failed test leaves no
+    stalled job holding the node)."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    manifest = run_dir / "manifest.json"
+    jobs = json.loads(manifest.read_text()).get("jobs", {}) if manifest.exists() else {}
+    if jobs:
+        subprocess.run(["scancel", *jobs.values()], capture_output=True, timeout=30)
+
+
 def status(project, run_dir: Path) -> tuple[str, dict]:
     text = launch_grid.launch(project, "--status", str(run_dir), env=env(project))
     data = launch_grid.launch(project, "--status", str(run_dir), "--json", env=env(project))
@@ -98,9 +110,7 @@ def timed_out(project):
             return run_dir, process.returncode, output, datetime.now()
 
     yield TimedOut()
-    if process.poll() is None:
-        process.kill()
-        process.wait()
+    stop(process, run_dir)
 
 
 def test_two_shards_through_sbatch_equal_one_process(project, timed_out, tmp_path_factory):
@@ -141,9 +151,7 @@ def test_a_cancelled_shard_is_reported_with_its_slurm_state_and_resumed(project,
         output = process.communicate(timeout=REPORT_S + 60)[0]
         seconds = time.monotonic() - cancelled
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        stop(process, run_dir)
     print(f"scancel {job}: the launcher reported it and exited after {seconds:.1f}s")
     assert seconds < REPORT_S, output
     assert process.returncode == 1, output

@@ -1,5 +1,5 @@
 """Slurm job states without accounting (``fer_bench.launch.slurm``), the launcher's own wait
-for Slurm jobs (``engines.wait_slurm``) and ``--status``'s Slurm verdict, with Slurm's
+for Slurm jobs (``slurm.wait_slurm``) and ``--status``'s Slurm verdict, with Slurm's
 commands replaced by recorded answers (the real thing: tests/test_launch_slurm.py)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from fer_bench.launch import engines, layout
+from fer_bench.launch import engines, layout, slurm
 from fer_bench.launch.layout import ShardState
 from fer_bench.launch.shard import ShardTask, slurm_job_id
 from fer_bench.launch.slurm import (
@@ -119,6 +119,13 @@ def test_slurm_jobs_come_from_the_manifest_then_the_state_files():
     assert slurm_jobs(local, shards) == {1: "12_0"}       # local executor ids are not Slurm's
 
 
+def wait(pairs, lines: list[str], start: float, poll_s: float) -> dict:
+    """``slurm.wait_slurm`` as the submitit engine calls it, its lines into ``lines``."""
+    return slurm.wait_slurm(
+        pairs, outcome=engines._job_outcome, start=start, poll_s=poll_s, report=lines.append,
+        finished=lambda t, c, s, n: engines._finished(lines.append, t, c, s, n))
+
+
 class FakeJob:
     """A submitit job as ``wait_slurm`` sees it: an id, a result file, a stderr file."""
 
@@ -147,13 +154,13 @@ def test_wait_slurm_reports_a_job_that_ends_without_result_within_bounded_time(t
         asked.append(sorted(ids))
         return {j: answers.get(j, JobState(j, "COMPLETED", "squeue")) for j in ids}
 
-    monkeypatch.setattr("fer_bench.launch.slurm.query_states", states)
-    monkeypatch.setattr(engines, "SETTLE_S", 60.0)         # not waited for: Slurm says CANCELLED
-    monkeypatch.setattr(engines, "FAILED_SETTLE_S", 1.0)
+    monkeypatch.setattr(slurm, "query_states", states)
+    monkeypatch.setattr(slurm, "SETTLE_S", 60.0)         # not waited for: Slurm says CANCELLED
+    monkeypatch.setattr(slurm, "FAILED_SETTLE_S", 1.0)
     tasks = [ShardTask(str(tmp_path), i, 3) for i in (1, 2, 3)]
     lines: list[str] = []
     start = time.monotonic()
-    results = engines.wait_slurm(list(zip(tasks, jobs, strict=True)), lines.append, start, poll_s=0.5)
+    results = wait(list(zip(tasks, jobs, strict=True)), lines, start, poll_s=0.5)
     assert time.monotonic() - start < 10
     assert results == {1: 0, 2: None, 3: -15}
     text = "\n".join(lines)
@@ -174,11 +181,10 @@ def test_wait_slurm_keeps_waiting_while_slurm_cannot_be_asked(tmp_path, monkeypa
             job.finish()
             return {"4_0": JobState("4_0", "COMPLETED", "squeue")}
 
-    monkeypatch.setattr("fer_bench.launch.slurm.query_states", states)
-    monkeypatch.setattr(engines, "SETTLE_S", 0.1)
+    monkeypatch.setattr(slurm, "query_states", states)
+    monkeypatch.setattr(slurm, "SETTLE_S", 0.1)
     lines: list[str] = []
-    results = engines.wait_slurm([(ShardTask(str(tmp_path), 1, 1), job)], lines.append,
-                                 time.monotonic(), poll_s=0.2)
+    results = wait([(ShardTask(str(tmp_path), 1, 1), job)], lines, time.monotonic(), poll_s=0.2)
     assert results == {1: 0}
     assert sum("cannot ask Slurm" in line for line in lines) == 1       # said once, not per poll
 

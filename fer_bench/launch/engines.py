@@ -29,8 +29,8 @@ pytest process; what it did is in the run folder, whatever the engine reports.
 
 On Slurm the launcher does not wait through submitit's ``job.result()``, which asks
 ``sacct`` and, without accounting, waits forever for a job that never writes its result:
-``wait_slurm`` asks Slurm itself (``fer_bench.launch.slurm``) and reports a shard that did
-not run to its end with its Slurm state (CANCELLED, TIMEOUT, ...) within seconds.
+``fer_bench.launch.slurm.wait_slurm`` asks Slurm itself and reports a shard that did not
+run to its end with its Slurm state (CANCELLED, TIMEOUT, ...) within seconds.
 """
 
 from __future__ import annotations
@@ -47,21 +47,16 @@ from typing import Any
 
 from fer_bench.errors import ConfigError
 from fer_bench.launch.layout import (
-    FINISHED_CODES,
     describe_exit,
     manifest_path,
     read_manifest,
     write_json,
 )
 from fer_bench.launch.shard import ShardTask, run_shard
+from fer_bench.launch.slurm import wait_slurm
 
 Results = dict[int, "int | None"]
 Report = Callable[[str], None]
-#: Seconds between two questions to Slurm while waiting; seconds an ended job may take to
-#: show its result file (a shared file system's lag) before it is reported without one: 15,
-#: or 5 when Slurm says it stopped the job (CANCELLED, TIMEOUT, ...), which is failed anyway
-#: and whose result file, if any, would only add the exit code.
-SLURM_POLL_S, SETTLE_S, FAILED_SETTLE_S = 10.0, 15.0, 5.0
 
 
 def require_extra(module: str, engine: str) -> ModuleType:
@@ -252,7 +247,9 @@ class SubmititEngine(Engine):
                    f"{', '.join(str(j.job_id) for j in jobs)}")
             if self.cluster == "slurm":
                 record_jobs(Path(batch[0].run_dir), batch, jobs)
-                results.update(wait_slurm(list(zip(batch, jobs, strict=True)), report, start))
+                results.update(wait_slurm(
+                    list(zip(batch, jobs, strict=True)), outcome=_job_outcome, start=start,
+                    report=report, finished=lambda t, c, s, n: _finished(report, t, c, s, n)))
                 continue
             for task, job in zip(batch, jobs, strict=True):
                 code, note = _job_outcome(job)
@@ -275,58 +272,6 @@ def _job_outcome(job: Any) -> tuple[int | None, str]:
         return int(job.result()), ""
     except Exception as exc:    # submitit's FailedJobError, UncompletedJobError ...
         return None, f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1:]}"
-
-
-def wait_slurm(pairs: list[tuple[ShardTask, Any]], report: Report, start: float,
-               poll_s: float | None = None) -> Results:
-    """Wait for submitit Slurm jobs without submitit's watcher, which trusts ``sacct`` and
-    waits forever for a job that ends without a result file when there is no accounting.
-
-    A job is over when its result file exists (its exit code is then read from it) or when
-    Slurm says it ended (``fer_bench.launch.slurm.query_states``: squeue, sacct, the job's
-    stderr) and ``SETTLE_S`` (``FAILED_SETTLE_S``) more seconds brought no result file. A
-    shard that did not run to its end is reported with its Slurm state (CANCELLED, TIMEOUT, ...). Slurm is asked
-    every ``poll_s`` seconds (``$FER_BENCH_SLURM_POLL_S``, default 10), every 2 s while a
-    job settles; the result files are looked at every second.
-    """
-    from fer_bench.launch.slurm import query_states
-
-    poll_s = poll_s or float(os.environ.get("FER_BENCH_SLURM_POLL_S") or SLURM_POLL_S)
-    waiting = {task.index: (task, job) for task, job in pairs}
-    settling: dict[int, float] = {}
-    states: dict[str, Any] = {}
-    asked, unreachable = float("-inf"), ""
-    results: Results = {}
-    while waiting:
-        now = time.monotonic()
-        if now - asked >= (min(poll_s, 2.0) if settling else poll_s):
-            states = query_states([str(job.job_id) for _, job in waiting.values()],
-                                  {str(job.job_id): job.paths.stderr for _, job in waiting.values()})
-            asked = now
-            down = next((s for s in states.values() if s.state == "UNREACHABLE"), None)
-            if down is not None and down.reason != unreachable:
-                report(f"cannot ask Slurm about the shards' jobs ({down.reason}); still waiting")
-            unreachable = down.reason if down is not None else ""
-        for index, (task, job) in list(waiting.items()):
-            state = states.get(str(job.job_id))
-            if job.paths.result_pickle.exists():
-                code, note = _job_outcome(job)
-                if code not in FINISHED_CODES:
-                    if state is not None and state.live and now - settling.setdefault(index, now) < SETTLE_S:
-                        continue            # wait for Slurm's final word (COMPLETING -> CANCELLED)
-                    if state is not None and state.state != "COMPLETED":
-                        note = "; ".join(filter(None, [state.describe(), note]))
-            elif state is None or state.live or now - settling.setdefault(index, now) < (
-                    FAILED_SETTLE_S if state.failed else SETTLE_S):
-                continue
-            else:
-                code, note = None, state.describe()
-            _finished(report, task, code, time.monotonic() - start, note)
-            results[index] = code
-            del waiting[index]
-        if waiting:
-            time.sleep(1.0)
-    return results
 
 
 def ray_environment(environ: dict[str, str] | None = None) -> dict[str, str]:

@@ -4,7 +4,8 @@ submitit asks ``sacct`` for job states. On a cluster without accounting (CI's on
 Slurm, ``AccountingStorageType=accounting_storage/none``) ``sacct`` fails; submitit logs
 "Bypassing sacct error", keeps every state ``UNKNOWN`` and ``job.result()`` waits for a result
 file that a cancelled, timed-out or never-started job does not write: forever. So fer-bench
-reads the state itself, in this order:
+reads the state itself (``query_states``; ``wait_slurm`` waits for a launch's jobs with
+it), in this order:
 
 1. ``squeue --states=all -r``: every job slurmctld still holds, live or finished less than
    ``MinJobAge`` seconds ago (default 300), array tasks one per line (``4_1``). A pending
@@ -18,16 +19,22 @@ Otherwise the state is ``UNKNOWN``: slurmctld no longer knows the job and nothin
 tells (a task cancelled while pending, or one that ended more than ``MinJobAge`` ago). When
 squeue itself fails (slurmctld down or busy, no squeue here) every job not found elsewhere
 is ``UNREACHABLE``, which counts as live: a launcher keeps waiting rather than give up on
-jobs that may still run. Every command has a timeout.
+jobs that may still run. Every command has a timeout. This module reads files and runs
+Slurm's commands only (no submitit import).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from fer_bench.launch.layout import FINISHED_CODES
 
 #: States of a job that has not ended (squeue's long names).
 LIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",
@@ -37,6 +44,11 @@ LIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED"
 QUEUED = frozenset({"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
                     "RESV_DEL_HOLD", "POWER_UP_NODE"})
 COMMAND_TIMEOUT_S = 30.0
+#: Seconds between two questions to Slurm while waiting; seconds an ended job may take to
+#: show its result file (a shared file system's lag) before it is reported without one: 15,
+#: or 5 when Slurm says it stopped the job (CANCELLED, TIMEOUT, ...), which is failed anyway
+#: and whose result file, if any, would only add the exit code.
+SLURM_POLL_S, SETTLE_S, FAILED_SETTLE_S = 10.0, 15.0, 5.0
 _KILLED = re.compile(r"\*\*\* JOB \S+ ON \S+ CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))? \*\*\*")
 _DUE_TO = {None: "CANCELLED", "TIME LIMIT": "TIMEOUT", "PREEMPTION": "PREEMPTED",
            "NODE FAILURE": "NODE_FAIL"}
@@ -169,3 +181,58 @@ def query_states(job_ids: Iterable[str], stderr: Mapping[str, Path] | None = Non
             states[job] = JobState(job, "UNREACHABLE", "none", err.strip().splitlines()[-1:][0]
                                    if err.strip() else f"squeue exit {code}")
     return states
+
+
+def wait_slurm(pairs: list[tuple[Any, Any]], *, outcome: Callable[[Any], tuple[int | None, str]],
+               finished: Callable[[Any, int | None, float, str], None],
+               report: Callable[[str], None], start: float,
+               poll_s: float | None = None) -> dict[int, int | None]:
+    """Wait for submitit Slurm jobs without submitit's watcher, which trusts ``sacct`` and
+    waits forever for a job that ends without a result file when there is no accounting.
+
+    ``pairs``: (shard task with its ``index``, submitit job: ``job_id``,
+    ``paths.result_pickle``, ``paths.stderr``). A job is over when its result file exists
+    (``outcome(job)`` -> (exit code or None, note) reads it) or when Slurm says it ended
+    (``query_states``) and ``SETTLE_S`` (``FAILED_SETTLE_S``) more seconds brought no result
+    file. ``finished(task, code, seconds since start, note)`` is called once per job; the note
+    of a shard that did not run to its end names its Slurm state (CANCELLED, TIMEOUT, ...).
+    Slurm is asked every ``poll_s`` seconds (``$FER_BENCH_SLURM_POLL_S``, default 10), every
+    2 s while a job settles; the result files are looked at every second. Returns
+    {task index: exit code or None}.
+    """
+    poll_s = poll_s or float(os.environ.get("FER_BENCH_SLURM_POLL_S") or SLURM_POLL_S)
+    waiting = {task.index: (task, job) for task, job in pairs}
+    settling: dict[int, float] = {}
+    states: dict[str, Any] = {}
+    asked, unreachable = float("-inf"), ""
+    results: dict[int, int | None] = {}
+    while waiting:
+        now = time.monotonic()
+        if now - asked >= (min(poll_s, 2.0) if settling else poll_s):
+            states = query_states([str(job.job_id) for _, job in waiting.values()],
+                                  {str(job.job_id): job.paths.stderr for _, job in waiting.values()})
+            asked = now
+            down = next((s for s in states.values() if s.state == "UNREACHABLE"), None)
+            if down is not None and down.reason != unreachable:
+                report(f"cannot ask Slurm about the shards' jobs ({down.reason}); still waiting")
+            unreachable = down.reason if down is not None else ""
+        for index, (task, job) in list(waiting.items()):
+            state = states.get(str(job.job_id))
+            if job.paths.result_pickle.exists():
+                code, note = outcome(job)
+                if code not in FINISHED_CODES:
+                    if state is not None and state.live and now - settling.setdefault(index, now) < SETTLE_S:
+                        continue            # wait for Slurm's final word (COMPLETING -> CANCELLED)
+                    if state is not None and state.state != "COMPLETED":
+                        note = "; ".join(filter(None, [state.describe(), note]))
+            elif state is None or state.live or now - settling.setdefault(index, now) < (
+                    FAILED_SETTLE_S if state.failed else SETTLE_S):
+                continue
+            else:
+                code, note = None, state.describe()
+            finished(task, code, time.monotonic() - start, note)
+            results[index] = code
+            del waiting[index]
+        if waiting:
+            time.sleep(1.0)
+    return results
