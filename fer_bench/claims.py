@@ -37,6 +37,7 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -252,11 +253,13 @@ def _take_over(info: ClaimInfo, reason: str) -> None:
         mutex.unlink(missing_ok=True)
 
 
-def acquire(path: Path, settings: ClaimSettings, *, what: str = "") -> tuple[HeldClaim, bool]:
+def acquire(path: Path, settings: ClaimSettings, *, what: str = "",
+            check: Callable[[], None] | None = None) -> tuple[HeldClaim, bool]:
     """Claim ``path``: (held claim, whether another live process held it first and we waited).
 
     Waits while a live process holds it; takes a stale one over; raises ``ClaimTimeout``
-    after ``settings.wait_s``.
+    after ``settings.wait_s``. ``check`` is called before every wait and may raise to stop
+    waiting (the store passes ``training.preempt.check``: SIGTERM stops a wait at once).
     """
     deadline = time.monotonic() + settings.wait_s
     waited = False
@@ -275,5 +278,7 @@ def acquire(path: Path, settings: ClaimSettings, *, what: str = "") -> tuple[Hel
             raise ClaimTimeout(f"{what or path.name} is being trained by {info.describe()}; "
                                f"waited {settings.wait_s:.0f}s (${WAIT_ENV}); run again later "
                                f"to read its result from the store")
+        if check is not None:
+            check()
         waited = True
         time.sleep(min(settings.poll_s, max(0.0, deadline - time.monotonic())) or 0.01)

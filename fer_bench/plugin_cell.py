@@ -132,6 +132,7 @@ class FerCell:
         then its test fails with the error; the grid goes on.
         """
         from fer_bench.errors import CellSkipped, FerBenchError
+        from fer_bench.training.preempt import CellPreempted
         from fer_bench.training.runner import get_or_run_cell
 
         settings, progress = self.state.settings, self.state.progress
@@ -144,6 +145,8 @@ class FerCell:
                 init_path=self.init_path, experiment=self.experiment)
         except CellSkipped as exc:
             skip_line(str(exc))
+        except CellPreempted as exc:   # SIGTERM/SIGUSR1: end the session, exit 75 = requeue
+            pytest.exit(str(exc), returncode=exc.code)
         except FerBenchError as exc:   # e.g. a split this data cannot build: one line, no traceback
             fail_line(f"{self.id}: {exc}")
         record.experiment = self.experiment   # the same cell may serve several experiments

@@ -75,6 +75,14 @@ class CellRecord:
     time went: data set-up and model build, FLOP counting, validation + test evaluation
     of every epoch, the store write, and the whole cell (training is
     ``sum(epoch_times_s)``; the rest is other overhead). None in older records.
+    ``resumed_from_epoch``: the cell continued from the checkpoint written after this epoch
+    (``training.checkpoint``; the last resume when there were several), None when it ran
+    in one go. A resumed record keeps each epoch's time as measured when it ran; its
+    ``setup_s`` / ``flops_s`` / ``eval_s`` / ``compile_seconds`` / ``wall_s`` sum every
+    process's share up to its last checkpoint (work lost to the interruption is not
+    counted); ``peak_memory_bytes`` is the last process's. ``checkpoint_bytes``: size of
+    the last epoch checkpoint written; ``checkpoint_write_s``: seconds of all checkpoint
+    writes (None when the cell ran without checkpoints).
     ``compile_seconds``: wall seconds of ``torch.compile`` and its warm-up for a cell whose
     recipe compiles (``training.compiled``), kept out of epoch and evaluation time; None else.
     ``kl_true_mean`` / ``acc_true_top``: on data with a known hidden distribution (synthetic:
@@ -116,6 +124,9 @@ class CellRecord:
     eval_s: float | None = None
     store_s: float | None = None
     wall_s: float | None = None
+    resumed_from_epoch: int | None = None
+    checkpoint_bytes: int | None = None
+    checkpoint_write_s: float | None = None
     kl_true_mean: float | None = None          # nats, at best_val_epoch (synthetic data)
     acc_true_top: float | None = None          # at best_val_epoch (synthetic data)
     synthetic_taggers: int | None = None

@@ -10,7 +10,13 @@ model release, device type or precision is another cell).
 Writes go through ``fer_bench.fileio.atomic_write_text``: a crash leaves the old file or the
 new one, never half of one. A file that does not parse is moved aside to ``*.corrupt`` with
 a warning and the cell is trained again; a record of an older schema is simply a miss.
-Nothing is ever deleted.
+No record is ever deleted.
+
+Epoch checkpoints (``training.checkpoint``) lie beside the record: ``<id>-<hash>.ckpt``
+(``checkpoint_path``), written after every epoch of a cell in training and deleted once its
+record is written; ``checkpoints()`` lists those present with their epoch (what
+``fer-bench launch --status`` can show for cells in progress). ``$FER_BENCH_CHECKPOINTS=0``
+(or ``checkpoints=False``) runs cells without them.
 
 Several processes may share one store (shards of ``fer-bench launch``, two launches of the
 same grid): ``claim(cell)`` holds the cell's lock file (``<id>-<hash>.claim`` beside the
@@ -33,8 +39,16 @@ from fer_bench.cell import Cell
 from fer_bench.claims import CLAIM_SUFFIX, ClaimInfo, ClaimSettings, acquire, read_claim
 from fer_bench.fileio import atomic_write_text
 from fer_bench.record import SCHEMA_VERSION, CellRecord
+from fer_bench.training import preempt
+from fer_bench.training.checkpoint_file import (
+    CHECKPOINT_SUFFIX,
+    CheckpointError,
+    CheckpointInfo,
+    read_info,
+)
 
 RESULTS_ENV = "FER_BENCH_RESULTS"
+CHECKPOINTS_ENV = "FER_BENCH_CHECKPOINTS"
 log = logging.getLogger(__name__)
 
 
@@ -47,9 +61,13 @@ class ResultStore:
     """Cell records as JSON files under ``root`` (default ``default_root()``)."""
 
     def __init__(self, root: str | os.PathLike[str] | None = None, *,
-                 claims: ClaimSettings | None = None) -> None:
+                 claims: ClaimSettings | None = None, checkpoints: bool | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
         self.claim_settings = claims or ClaimSettings.from_env()
+        if checkpoints is None:
+            checkpoints = os.environ.get(CHECKPOINTS_ENV, "1").strip().lower() not in ("0", "off", "no", "false")
+        #: Whether cells trained into this store write epoch checkpoints.
+        self.checkpoints_enabled = checkpoints
 
     def key(self, cell: Cell) -> str:
         """The record's path relative to ``root``: ``<model folder>/<file name>``."""
@@ -123,7 +141,8 @@ class ResultStore:
         ``ClaimTimeout`` when the wait exceeds ``claim_settings.wait_s``.
         """
         before = self._stamp(cell)
-        held, _ = acquire(self.claim_path(cell), self.claim_settings, what=f"cell {cell.id}")
+        held, _ = acquire(self.claim_path(cell), self.claim_settings, what=f"cell {cell.id}",
+                          check=lambda: preempt.check(f"while waiting for the claim on cell {cell.id}"))
         try:
             yield self.get(cell) if self._stamp(cell) != before else None
         finally:
@@ -136,6 +155,23 @@ class ResultStore:
             info = read_claim(path)
             if info is not None:
                 found.append(info)
+        return found
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_path(self, cell: Cell) -> Path:
+        """The epoch checkpoint of ``cell``: beside its record, ``<id>-<hash>.ckpt``."""
+        return self.path(cell).with_suffix(CHECKPOINT_SUFFIX)
+
+    def checkpoints(self) -> list[CheckpointInfo]:
+        """The checkpoints under ``root`` (cells in progress or interrupted), each with its
+        cell id, epoch / epochs finished, size and time written; read from the files' last
+        bytes only. An unreadable one is left out (it is reported when its cell resumes)."""
+        found = []
+        for path in sorted(self.root.glob(f"*/*{CHECKPOINT_SUFFIX}")):
+            try:
+                found.append(read_info(path))
+            except (CheckpointError, OSError) as exc:
+                log.debug("checkpoint %s unreadable: %s", path, exc)
         return found
 
     def _stamp(self, cell: Cell) -> tuple[int, int] | None:

@@ -1,8 +1,8 @@
 """Train and evaluate one cell -> ``CellRecord``.
 
-``resolve_config`` and ``resolve_cell`` are the one place a cell's identity is put
-together (SPEC defaults < model spec < profile < user, then the dataset fingerprint,
-device type, effective precision and the model's release).
+``resolve_config`` and ``resolve_cell`` (``training.resolve``, re-exported here) are the
+one place a cell's identity is put together (SPEC defaults < model spec < profile < user,
+then the dataset fingerprint, device type, effective precision and the model's release).
 
 The study's recipe (SPEC "Training defaults"): Adam(lr), the configured loss on the
 softmax output, ``epochs`` epochs of ``batch_size`` images with the last partial batch
@@ -31,7 +31,7 @@ import time
 import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,131 +39,49 @@ from typing import Any
 import torch
 
 from fer_bench import metrics
-from fer_bench.cell import (
-    DEFAULT_ALIGNMENT,
-    Cell,
-    InitChoice,
-    effective_precision,
-    file_sha256,
-    resolve_init,
-)
+from fer_bench.cell import Cell
 from fer_bench.config import COMPILE_EVAL, TrainConfig
-from fer_bench.data.variants import LABELS
 from fer_bench.errors import CellFailed, CellSkipped, ConfigError, DataError, ModelError
 from fer_bench.record import CellRecord, encode_bool
-from fer_bench.registry import ModelSpec, build_model, check_model_output, logits_of
+from fer_bench.registry import ModelSpec, build_model, check_model_output
 from fer_bench.tasks import TaskData, build_task_data
-from fer_bench.training.augment import (
-    AUGMENTATIONS,
-    check_augmentation,
-    to_model_input,
-)
+from fer_bench.training import preempt
+from fer_bench.training.augment import AUGMENTATIONS
+from fer_bench.training.checkpoint import CheckpointFile, capture, carry, resume
 from fer_bench.training.compiled import compile_for_eval
 from fer_bench.training.device import (
     CellMemory,
-    cpu_has_bf16,
     default_device,
     device_name,
     package_versions,
-    select_batch,
-    synchronized_time,
 )
-from fer_bench.training.evaluate import (
-    autocast_for,
-    eval_batch_size,
-    fill_test_summary,
-    predict,
-)
+from fer_bench.training.evaluate import eval_batch_size, fill_test_summary, predict
 from fer_bench.training.flops import cell_flops
-from fer_bench.training.losses import Loss, draw_one_hot, get_loss
-from fer_bench.training.recipe import WeightAverage, check_recipe, make_optimizer, make_schedule
+from fer_bench.training.loop import (
+    AUGMENT_SEED_OFFSET,
+    LABEL_DRAW_SEED_OFFSET,
+    Best,
+    EpochReport,
+    TrainingRun,
+    describe_model_failure,
+    train_epoch,
+    training_generators,
+)
+from fer_bench.training.losses import draw_one_hot, get_loss
+from fer_bench.training.recipe import WeightAverage, make_optimizer, make_schedule
+from fer_bench.training.resolve import (
+    check_init,
+    load_weights_file,
+    resolve_cell,
+    resolve_config,
+)
 
-__all__ = ["EpochReport", "default_device", "get_or_run_cell", "resolve_cell", "resolve_config",
-           "run_cell"]
+__all__ = ["AUGMENT_SEED_OFFSET", "LABEL_DRAW_SEED_OFFSET", "EpochReport", "check_init",
+           "default_device", "describe_model_failure", "get_or_run_cell", "load_weights_file",
+           "resolve_cell", "resolve_config", "run_cell", "training_generators"]
 
 log = logging.getLogger(__name__)
 _OOM_ERRORS: tuple[type[BaseException], ...] = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
-_SPEC_CONFIG_FIELDS = ("epochs", "lr", "batch_size", "loss", "augmentation", "input_size")
-
-
-@dataclass(frozen=True)
-class EpochReport:
-    """What ``on_epoch`` hears after each epoch (``epoch`` is 1-based; accuracies in [0, 1])."""
-
-    epoch: int
-    epochs: int
-    train_seconds: float
-    train_loss: float
-    val_acc: float
-    test_acc: float
-
-
-def resolve_config(spec: ModelSpec, **overrides: Any) -> TrainConfig:
-    """SPEC defaults < the spec's non-None preferences (named fields, then ``spec.recipe``)
-    < non-None ``overrides``.
-
-    ``init`` may be given as the user wrote it ("file:PATH"); it is stored resolved
-    ("file:<sha256>"). Raises ``ConfigError`` for an unknown loss, augmentation or init,
-    TypeError for an unknown field.
-    """
-    from_spec = {name: getattr(spec, name) for name in _SPEC_CONFIG_FIELDS}
-    config = (TrainConfig().with_overrides(**from_spec).with_overrides(**spec.recipe)
-              .with_overrides(**overrides))
-    get_loss(config.loss)
-    check_augmentation(config.augmentation)
-    check_recipe(config)
-    if not 0.0 <= config.label_smoothing < 1.0 or config.tta not in ("none", "flip"):
-        raise ConfigError(f"label_smoothing must be in [0, 1) and tta 'none' or 'flip': {config}")
-    config = replace(config, init=resolve_init(config.init).name)
-    if config.epochs < 1 or config.batch_size < 1 or config.input_size < 1:
-        raise ConfigError(f"epochs, batch_size and input_size must be >= 1: {config}")
-    return config
-
-
-def resolve_cell(spec: ModelSpec, *, variant: str, split: str, seed: int, config: TrainConfig,
-                 dataset_fingerprint: str, device: str | torch.device,
-                 precision: str = "auto", alignment: str = DEFAULT_ALIGNMENT) -> Cell:
-    """The complete identity of ``spec`` trained with ``config`` on this data and device.
-
-    ``precision``: "auto" | "fp32" | "bf16" as asked (``--fer-precision``); the cell holds
-    the effective one (``cell.effective_precision``: "auto" is bf16 on CUDA, the model's
-    ``cpu_precision`` on a CPU with bf16 units).
-    ``alignment``: the aligner output the cell uses (``data.alignment.cell_alignment``);
-    ``ConfigError`` when the augmentation needs landmarks and it has none."""
-    from fer_bench.data.alignment import check_cell_alignment
-    from fer_bench.data.splits import SPLITS
-
-    LABELS.get(variant)
-    SPLITS.get(split)
-    check_cell_alignment(alignment, config.augmentation)
-    device_type = torch.device(device).type
-    return Cell(model=spec.name, variant=variant, split=split, seed=int(seed), recipe=config,
-                model_release=spec.release or "unregistered", alignment=alignment,
-                dataset=dataset_fingerprint,
-                device_type=device_type,
-                precision=effective_precision(device_type, precision,
-                                              model_cpu_precision=spec.cpu_precision,
-                                              cpu_has_bf16=device_type == "cpu" and cpu_has_bf16()))
-
-
-#: Offset of the PLD label-draw stream's seed from the shuffle stream's (both torch generators).
-LABEL_DRAW_SEED_OFFSET = 1_000_003
-#: Offset of the online-augmentation stream's seed (random mirror / shift of each batch).
-AUGMENT_SEED_OFFSET = 2_000_003
-
-
-def training_generators(seed: int, device: torch.device | str) -> tuple[torch.Generator, torch.Generator]:
-    """(shuffle, label draws): the runner's two seeded torch random streams on ``device``."""
-    shuffle = torch.Generator(device=device).manual_seed(seed)
-    return shuffle, torch.Generator(device=device).manual_seed(seed + LABEL_DRAW_SEED_OFFSET)
-
-
-def check_init(spec: ModelSpec, init: InitChoice | str) -> None:
-    """Raise ``CellSkipped`` when ``spec`` cannot take ``init`` (ImageNet weights it has not)."""
-    name = init.name if isinstance(init, InitChoice) else init
-    if name == "imagenet" and not spec.pretrained_available:
-        raise CellSkipped(f"model {spec.name!r} has no ImageNet weights (init=imagenet); "
-                          f"use --fer-init scratch or file:PATH")
 
 
 def _now() -> str:
@@ -181,35 +99,6 @@ def _new_record(data: TaskData, device: torch.device, profile: str,
         test_aligned="" if data.test_aligned is None else encode_bool(data.test_aligned),
         synthetic_taggers=data.taggers,
     )
-
-
-def load_weights_file(model: torch.nn.Module, path: Path, expected_sha256: str, model_name: str) -> int:
-    """Load a local weights file into ``model``; returns the number of tensors loaded.
-
-    ``.safetensors`` or a torch file read with ``weights_only=True`` (never a pickle of
-    code); ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers are unwrapped. Tensors whose
-    name and shape match are loaded (a new classifier head stays initialised). Raises
-    ``CellFailed`` when the file changed since its sha256 was taken or nothing matches.
-    """
-    if file_sha256(path) != expected_sha256:
-        raise CellFailed(f"weights file {path} changed since the cell was defined (sha256)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    own = model.state_dict()
-    matching = {k: v for k, v in state.items()
-                if k in own and isinstance(v, torch.Tensor) and v.shape == own[k].shape}
-    if not matching:
-        raise CellFailed(f"weights file {path}: no tensor matches model {model_name!r} "
-                         f"({len(state)} tensors in the file)")
-    model.load_state_dict(matching, strict=False)
-    return len(matching)
 
 
 def _build_checked_model(spec: ModelSpec, config: TrainConfig, device: torch.device,
@@ -236,90 +125,15 @@ def _build_checked_model(spec: ModelSpec, config: TrainConfig, device: torch.dev
     return model.to(memory_format=torch.channels_last)
 
 
-@dataclass
-class _Training:
-    """What one cell's training loop holds (built once per cell by ``_train_and_evaluate``)."""
-
-    model: torch.nn.Module
-    spec: ModelSpec
-    config: TrainConfig
-    optimizer: torch.optim.Optimizer
-    schedule: torch.optim.lr_scheduler.LambdaLR
-    loss_fn: Loss
-    online: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None
-    shuffle: torch.Generator
-    augment_draws: torch.Generator
-    average: WeightAverage | None
-    channels_last: bool
-    amp: bool
-
-    @property
-    def eval_model(self) -> torch.nn.Module:
-        """The weights evaluation and model selection use (the average when ``ema`` > 0)."""
-        return self.average.model if self.average is not None else self.model
-
-
-def _train_epoch(run: _Training, images: torch.Tensor, targets: torch.Tensor,
-                 epoch: int) -> tuple[float, float]:
-    """One pass over ``images`` in shuffled full batches; returns (seconds, mean loss).
-
-    Per-batch losses stay on the device and are checked once at the end of the epoch (no
-    per-batch host sync); a NaN/inf loss raises ``CellFailed`` naming epoch and batch.
-    """
-    model, config, device = run.model, run.config, images.device
-    model.train()
-    batch_size = config.batch_size
-    n_batches = images.shape[0] // batch_size
-    batch_losses = torch.zeros(n_batches, device=device)
-    smoothing = config.label_smoothing
-    start = synchronized_time(device)
-    order = torch.randperm(images.shape[0], generator=run.shuffle, device=device)
-    for b in range(n_batches):
-        index = order[b * batch_size:(b + 1) * batch_size]
-        batch = select_batch(images, index)
-        if run.online is not None:
-            batch = run.online(batch, run.augment_draws)
-        x = to_model_input(batch, config.input_size, run.channels_last)
-        y = select_batch(targets, index)
-        # the model's own extra term sees the unsmoothed targets (e.g. MTEN's support head)
-        y_loss = y * (1.0 - smoothing) + smoothing / y.shape[1] if smoothing else y
-        with autocast_for(device, run.amp):
-            outputs = model(x)
-            logits = logits_of(outputs)
-            loss = run.loss_fn(logits, y_loss)
-            if run.spec.extra_loss is not None:
-                extra = run.spec.extra_loss(model, outputs, logits, y)
-                if extra is not None:
-                    loss = loss + extra.float()
-        run.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        run.optimizer.step()
-        run.schedule.step()
-        if run.average is not None:
-            run.average.update(model)
-        batch_losses[b] = loss.detach()
-    seconds = synchronized_time(device) - start
-    finite = torch.isfinite(batch_losses)
-    if not bool(finite.all()):
-        bad = int((~finite).nonzero()[0, 0]) + 1
-        kind = "NaN" if bool(torch.isnan(batch_losses[bad - 1])) else "infinite"
-        raise CellFailed(f"{kind} loss at epoch {epoch}, batch {bad} for model {run.spec.name}")
-    return seconds, float(batch_losses.mean())
-
-
-@dataclass
-class _Best:
-    """Test probabilities of the epoch with the best validation accuracy so far."""
-
-    epoch: int
-    val_acc: float
-    test_probs: torch.Tensor
-
-
 def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, record: CellRecord,
                         on_epoch: Callable[[EpochReport], None] | None,
-                        init_path: Path | None) -> None:
-    """The cell's work; fills ``record`` epoch by epoch so a failure keeps what was done."""
+                        init_path: Path | None, checkpoint: CheckpointFile | None,
+                        cell_start: float) -> None:
+    """The cell's work; fills ``record`` epoch by epoch so a failure keeps what was done.
+
+    With ``checkpoint``, a checkpoint there is resumed from (``training.checkpoint``) and a
+    new one is written after every epoch; ``cell_start``: ``perf_counter`` at the cell's start.
+    """
     config, seed = data.cell.recipe, data.cell.seed
     amp = data.cell.precision == "bf16"
     # channels_last on every device: tensor cores on CUDA, and oneDNN on a CPU ran small_cnn
@@ -344,10 +158,10 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
     loss_fn = get_loss(config.loss)
     optimizer = make_optimizer(model, config)
     shuffle, label_draws = training_generators(seed, device)
-    run = _Training(
+    run = TrainingRun(
         model=model, spec=spec, config=config, optimizer=optimizer,
         schedule=make_schedule(optimizer, config, config.epochs * (images.shape[0] // config.batch_size)),
-        loss_fn=loss_fn, online=augmentation.online, shuffle=shuffle,
+        loss_fn=loss_fn, online=augmentation.online, shuffle=shuffle, label_draws=label_draws,
         augment_draws=torch.Generator(device=device).manual_seed(seed + AUGMENT_SEED_OFFSET),
         average=WeightAverage(model, config.ema) if config.ema > 0 else None,
         channels_last=channels_last, amp=amp)
@@ -359,14 +173,20 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
         eval_model, record.compile_seconds = compile_for_eval(
             eval_model, eval_set_sizes={data.n_val, data.n_test}, device=device, **eval_kwargs)
     trained_per_epoch = (images.shape[0] // config.batch_size) * config.batch_size
+    # after compiling: the RNG states restored are the ones epoch k + 1 starts from
+    resumed = resume(checkpoint, run, n_test=data.n_test, device=device) if checkpoint else None
     record.setup_s = (record.setup_s or 0.0) + (time.perf_counter() - setup_start
                                                  - record.flops_s - (record.compile_seconds or 0.0))
-    eval_seconds = 0.0
-    best: _Best | None = None
+    best: Best | None = None
+    if resumed is not None:
+        carry(record, resumed)
+        best = resumed.best
+        _fill_rates(record, trained_per_epoch, data)
+    eval_seconds = record.eval_s or 0.0
     try:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(len(record.epoch_times_s) + 1, config.epochs + 1):
             epoch_targets = draw_one_hot(targets, label_draws) if loss_fn.draws_targets else targets
-            seconds, mean_loss = _train_epoch(run, images, epoch_targets, epoch)
+            seconds, mean_loss = train_epoch(run, images, epoch_targets, epoch)
             val_probs, val_seconds = predict(eval_model, data.val_images, **eval_kwargs)
             test_probs, test_seconds = predict(eval_model, data.test_images, **eval_kwargs)
             eval_seconds += val_seconds + test_seconds
@@ -382,18 +202,31 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
             record.test_acc.append(test_acc)
             record.test_top1.append(metrics.top1_accuracy(test_probs, data.test_dist))
             record.eval_s = eval_seconds
-            record.train_images_per_s = trained_per_epoch / statistics.median(record.epoch_times_s)
-            record.eval_images_per_s = epoch * (data.n_val + data.n_test) / max(eval_seconds, 1e-9)
+            _fill_rates(record, trained_per_epoch, data)
             if best is None or val_acc > best.val_acc:
-                best = _Best(epoch, val_acc, test_probs)
+                best = Best(epoch, val_acc, test_probs)
+            if checkpoint is not None:
+                wall_s = (record.wall_s or 0.0) + time.perf_counter() - cell_start
+                record.checkpoint_bytes, write_s = checkpoint.save(
+                    capture(run, record, best, epoch, device, wall_s))
+                record.checkpoint_write_s = (record.checkpoint_write_s or 0.0) + write_s
             if on_epoch is not None:
                 on_epoch(EpochReport(epoch, config.epochs, seconds, mean_loss, val_acc, test_acc))
+            if epoch < config.epochs:   # a signal during evaluation or the write stops here
+                preempt.check(f"after epoch {epoch}")
     finally:
         if best is not None:
             _fill_selection(record, best, data)
 
 
-def _fill_selection(record: CellRecord, best: _Best, data: TaskData) -> None:
+def _fill_rates(record: CellRecord, trained_per_epoch: int, data: TaskData) -> None:
+    """Training images/s at the median epoch time; evaluation images/s over all epochs."""
+    record.train_images_per_s = trained_per_epoch / statistics.median(record.epoch_times_s)
+    record.eval_images_per_s = (len(record.epoch_times_s) * (data.n_val + data.n_test)
+                                / max(record.eval_s or 0.0, 1e-9))
+
+
+def _fill_selection(record: CellRecord, best: Best, data: TaskData) -> None:
     record.best_val_epoch = best.epoch
     record.acc_honest = record.test_acc[best.epoch - 1]
     record.acc_optimistic = max(record.test_acc)
@@ -426,38 +259,10 @@ def _on_device(data: TaskData, device: torch.device) -> TaskData:
     return replace(data, **{name: getattr(data, name).to(device) for name in tensors})
 
 
-#: Functions whose frames tell the stage an exception came from: (file name, function).
-_STAGES = {("runner.py", "_build_checked_model"): "building the model",
-           ("runner.py", "_train_epoch"): "training",
-           ("evaluate.py", "predict"): "evaluation"}
-_TORCH_DIR = str(Path(torch.__file__).resolve().parent)
-
-
-def describe_model_failure(model: str, record: CellRecord, exc: BaseException) -> str:
-    """The ``error`` of a cell ended by ``exc`` from model code: model, epoch, stage,
-    the exception's type and message, and where it was raised (outside torch)."""
-    frames = list(traceback.walk_tb(exc.__traceback__))
-    stage = ""
-    for frame, _ in frames:
-        key = (Path(frame.f_code.co_filename).name, frame.f_code.co_name)
-        stage = _STAGES.get(key, stage)
-    epoch = len(record.epoch_times_s) + 1
-    if stage == "building the model" or (not stage and record.params is None):
-        when = "while building the model (before epoch 1)"
-    else:
-        when = f"in epoch {epoch}" + (f" ({stage})" if stage else "")
-    where = ""
-    outside_torch = [(f, n) for f, n in frames if not f.f_code.co_filename.startswith(_TORCH_DIR)]
-    if outside_torch or frames:
-        frame, lineno = (outside_torch or frames)[-1]
-        where = f" at {Path(frame.f_code.co_filename).name}:{lineno}"
-    message = " ".join(str(exc).split()) or "(no message)"
-    return f"model {model} raised {type(exc).__name__} {when}{where}: {message}"
-
-
 def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | None = None,
              on_epoch: Callable[[EpochReport], None] | None = None, profile: str = "",
-             init_path: Path | None = None, setup_seconds: float = 0.0) -> CellRecord:
+             init_path: Path | None = None, setup_seconds: float = 0.0,
+             checkpoint: CheckpointFile | None = None) -> CellRecord:
     """Train ``spec`` on ``data`` as its cell (``data.cell``) says; return the ``CellRecord``.
 
     ``device`` defaults to where ``data`` lives (data elsewhere is moved there once).
@@ -476,6 +281,10 @@ def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | No
     ``CellSkipped`` raise; ``KeyboardInterrupt`` stops the run (cells finished before it
     are already stored by ``get_or_run_cell``).
     ``setup_seconds``: time already spent building ``data`` (counted in ``setup_s``).
+    ``checkpoint``: the cell's epoch checkpoint (``training.checkpoint``): continued from
+    when there is one to trust, rewritten after every epoch (the caller removes it once the
+    record is stored). A SIGTERM / SIGUSR1 noted by ``preempt`` raises ``CellPreempted``
+    at the next safe point.
     """
     cell_start = time.perf_counter() - setup_seconds
     device = torch.device(device) if device is not None else data.device
@@ -495,7 +304,7 @@ def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | No
     memory = CellMemory(device).start()
     release = False
     try:
-        _train_and_evaluate(spec, data, device, record, on_epoch, init_path)
+        _train_and_evaluate(spec, data, device, record, on_epoch, init_path, checkpoint, cell_start)
     except CellFailed as exc:
         record.status, record.error = "failed", str(exc)
     except _OOM_ERRORS:
@@ -517,7 +326,7 @@ def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | No
         if device.type == "cuda":
             torch.cuda.empty_cache()
     record.finished_at = _now()
-    record.wall_s = time.perf_counter() - cell_start
+    record.wall_s = (record.wall_s or 0.0) + time.perf_counter() - cell_start   # + earlier processes'
     return record
 
 
@@ -545,31 +354,67 @@ def get_or_run_cell(store: Any, spec: ModelSpec, clean: Any, cell: Cell, *,
     failed) is returned from the store instead of training the cell a second time.
     A stored record of data with a ``GroundTruth`` (synthetic) that lacks ``kl_true_mean``
     (written before it was recorded) is trained again, so every such record carries it.
+
+    Epoch checkpoints (a store with ``checkpoint_path``, unless its ``checkpoints_enabled``
+    is False): the cell continues from its checkpoint when there is one (``rerun``
+    discards it), writes one after every epoch and removes it once the record is stored.
+    SIGTERM / SIGUSR1 during the call stop it at a safe point (``training.preempt``):
+    ``CellPreempted`` (exit status 75, requeue) after the claim is released.
     """
     if cell.dataset != clean.fingerprint:
         raise ConfigError(f"cell {cell.id} names dataset {cell.dataset!r}, the data given is "
                           f"{clean.fingerprint!r}")
-    if not rerun:
-        stored = store.get(cell)
-        if _usable(stored, clean):
-            return stored, True
-    claim = getattr(store, "claim", None)
-    with claim(cell) if claim is not None else nullcontext() as written_meanwhile:
-        if written_meanwhile is not None:
-            return written_meanwhile, True
-        stored = None if rerun else store.get(cell)       # finished before our claim?
-        if _usable(stored, clean):
-            return stored, True
-        device = torch.device(device or default_device())
-        setup_start = time.perf_counter()
-        data = build_task_data(clean, cell, device=device)
-        record = run_cell(spec, data, device=device, on_epoch=on_epoch, profile=profile,
-                          init_path=init_path, setup_seconds=time.perf_counter() - setup_start)
-        record.experiment = experiment
-        store_start = time.perf_counter()
-        store.put(record)
-        # The file then holds the time of its own first write (a second write, a few ms).
-        record.store_s = time.perf_counter() - store_start
-        record.wall_s = (record.wall_s or 0.0) + record.store_s
-        store.put(record)
+    with preempt.handling():
+        preempt.check(f"before cell {cell.id} started")
+        if not rerun:
+            stored = store.get(cell)
+            if _usable(stored, clean):
+                if hasattr(store, "checkpoint_path"):   # left by a kill after the record was written
+                    store.checkpoint_path(cell).unlink(missing_ok=True)
+                return stored, True
+        claim = getattr(store, "claim", None)
+        with claim(cell) if claim is not None else nullcontext() as written_meanwhile:
+            if written_meanwhile is not None:
+                return written_meanwhile, True
+            stored = None if rerun else store.get(cell)       # finished before our claim?
+            checkpoint = _checkpoint_of(store, cell, discard=rerun or _usable(stored, clean))
+            if _usable(stored, clean):
+                return stored, True
+            device = torch.device(device or default_device())
+            setup_start = time.perf_counter()
+            data = build_task_data(clean, cell, device=device)
+            try:
+                record = run_cell(spec, data, device=device, on_epoch=on_epoch, profile=profile,
+                                  init_path=init_path, checkpoint=checkpoint,
+                                  setup_seconds=time.perf_counter() - setup_start)
+            except preempt.CellPreempted as exc:
+                kept = checkpoint.describe() if checkpoint is not None else "no checkpoints"
+                exc.message = (f"cell {cell.id} {exc.message}; {kept}; exit "
+                               f"{preempt.REQUEUE_EXIT}: requeue to continue")
+                log.warning("%s", exc.message)
+                raise
+            record.experiment = experiment
+            store_start = time.perf_counter()
+            store.put(record)
+            # The file then holds the time of its own first write (a second write, a few ms).
+            record.store_s = time.perf_counter() - store_start
+            record.wall_s = (record.wall_s or 0.0) + record.store_s
+            store.put(record)
+            if checkpoint is not None:
+                checkpoint.remove()
+        preempt.check(f"after cell {cell.id} was stored")
     return record, False
+
+
+def _checkpoint_of(store: Any, cell: Cell, *, discard: bool) -> CheckpointFile | None:
+    """``cell``'s checkpoint in ``store`` (None for a store without checkpoints), called
+    under the cell's claim: temp files of killed writes are removed, and the checkpoint too
+    when ``discard`` (a rerun, or the record is stored already)."""
+    path_of = getattr(store, "checkpoint_path", None)
+    if path_of is None or not getattr(store, "checkpoints_enabled", True):
+        return None
+    checkpoint = CheckpointFile(path_of(cell), cell)
+    if discard and checkpoint.path.exists():
+        log.info("cell %s: checkpoint %s discarded (rerun, or record stored)", cell.id, checkpoint.path)
+    checkpoint.remove() if discard else checkpoint.remove_leftovers()
+    return checkpoint

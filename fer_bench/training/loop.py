@@ -1,0 +1,169 @@
+"""The training loop of one cell: what it holds (``TrainingRun``), one epoch's pass
+(``train_epoch``), its seeded random streams, and how a model failure is described.
+
+Moved out of ``runner`` so the checkpoint module (``training.checkpoint``) can capture and
+restore a ``TrainingRun`` without importing the runner. ``runner`` re-exports the public
+names (``EpochReport``, ``training_generators``, ``describe_model_failure``).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fer_bench.config import TrainConfig
+from fer_bench.errors import CellFailed
+from fer_bench.record import CellRecord
+from fer_bench.registry import ModelSpec, logits_of
+from fer_bench.training import preempt
+from fer_bench.training.augment import to_model_input
+from fer_bench.training.device import select_batch, synchronized_time
+from fer_bench.training.evaluate import autocast_for
+from fer_bench.training.losses import Loss
+from fer_bench.training.recipe import WeightAverage
+
+#: Offset of the PLD label-draw stream's seed from the shuffle stream's (both torch generators).
+LABEL_DRAW_SEED_OFFSET = 1_000_003
+#: Offset of the online-augmentation stream's seed (random mirror / shift of each batch).
+AUGMENT_SEED_OFFSET = 2_000_003
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """What ``on_epoch`` hears after each epoch (``epoch`` is 1-based; accuracies in [0, 1])."""
+
+    epoch: int
+    epochs: int
+    train_seconds: float
+    train_loss: float
+    val_acc: float
+    test_acc: float
+
+
+def training_generators(seed: int, device: torch.device | str) -> tuple[torch.Generator, torch.Generator]:
+    """(shuffle, label draws): the runner's two seeded torch random streams on ``device``."""
+    shuffle = torch.Generator(device=device).manual_seed(seed)
+    return shuffle, torch.Generator(device=device).manual_seed(seed + LABEL_DRAW_SEED_OFFSET)
+
+
+@dataclass
+class TrainingRun:
+    """What one cell's training loop holds (built once per cell by the runner).
+
+    ``shuffle`` / ``label_draws`` / ``augment_draws``: the cell's seeded torch generators
+    (batch order, PLD target draws, online augmentation) on the training device.
+    """
+
+    model: torch.nn.Module
+    spec: ModelSpec
+    config: TrainConfig
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    loss_fn: Loss
+    online: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None
+    shuffle: torch.Generator
+    label_draws: torch.Generator
+    augment_draws: torch.Generator
+    average: WeightAverage | None
+    channels_last: bool
+    amp: bool
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights evaluation and model selection use (the average when ``ema`` > 0)."""
+        return self.average.model if self.average is not None else self.model
+
+
+@dataclass
+class Best:
+    """Test probabilities float32 [n_test, 8] of the epoch (1-based) with the best
+    validation accuracy so far."""
+
+    epoch: int
+    val_acc: float
+    test_probs: torch.Tensor
+
+
+def train_epoch(run: TrainingRun, images: torch.Tensor, targets: torch.Tensor,
+                epoch: int) -> tuple[float, float]:
+    """One pass over ``images`` uint8 [T, H, W] with ``targets`` float [T, 8] in shuffled
+    full batches; returns (wall seconds, mean loss).
+
+    Per-batch losses stay on the device and are checked once at the end of the epoch (no
+    per-batch host sync); a NaN/inf loss raises ``CellFailed`` naming epoch and batch.
+    A SIGTERM / SIGUSR1 caught by ``preempt`` stops the pass before its next batch
+    (``preempt.CellPreempted``): the epoch is dropped whole, never half-counted.
+    """
+    model, config, device = run.model, run.config, images.device
+    model.train()
+    batch_size = config.batch_size
+    n_batches = images.shape[0] // batch_size
+    batch_losses = torch.zeros(n_batches, device=device)
+    smoothing = config.label_smoothing
+    start = synchronized_time(device)
+    order = torch.randperm(images.shape[0], generator=run.shuffle, device=device)
+    for b in range(n_batches):
+        preempt.check(f"in epoch {epoch} before batch {b + 1}/{n_batches}")
+        index = order[b * batch_size:(b + 1) * batch_size]
+        batch = select_batch(images, index)
+        if run.online is not None:
+            batch = run.online(batch, run.augment_draws)
+        x = to_model_input(batch, config.input_size, run.channels_last)
+        y = select_batch(targets, index)
+        # the model's own extra term sees the unsmoothed targets (e.g. MTEN's support head)
+        y_loss = y * (1.0 - smoothing) + smoothing / y.shape[1] if smoothing else y
+        with autocast_for(device, run.amp):
+            outputs = model(x)
+            logits = logits_of(outputs)
+            loss = run.loss_fn(logits, y_loss)
+            if run.spec.extra_loss is not None:
+                extra = run.spec.extra_loss(model, outputs, logits, y)
+                if extra is not None:
+                    loss = loss + extra.float()
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.schedule.step()
+        if run.average is not None:
+            run.average.update(model)
+        batch_losses[b] = loss.detach()
+    seconds = synchronized_time(device) - start
+    finite = torch.isfinite(batch_losses)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0, 0]) + 1
+        kind = "NaN" if bool(torch.isnan(batch_losses[bad - 1])) else "infinite"
+        raise CellFailed(f"{kind} loss at epoch {epoch}, batch {bad} for model {run.spec.name}")
+    return seconds, float(batch_losses.mean())
+
+
+#: Functions whose frames tell the stage an exception came from: (file name, function).
+_STAGES = {("runner.py", "_build_checked_model"): "building the model",
+           ("loop.py", "train_epoch"): "training",
+           ("evaluate.py", "predict"): "evaluation"}
+_TORCH_DIR = str(Path(torch.__file__).resolve().parent)
+
+
+def describe_model_failure(model: str, record: CellRecord, exc: BaseException) -> str:
+    """The ``error`` of a cell ended by ``exc`` from model code: model, epoch, stage,
+    the exception's type and message, and where it was raised (outside torch)."""
+    frames = list(traceback.walk_tb(exc.__traceback__))
+    stage = ""
+    for frame, _ in frames:
+        key = (Path(frame.f_code.co_filename).name, frame.f_code.co_name)
+        stage = _STAGES.get(key, stage)
+    epoch = len(record.epoch_times_s) + 1
+    if stage == "building the model" or (not stage and record.params is None):
+        when = "while building the model (before epoch 1)"
+    else:
+        when = f"in epoch {epoch}" + (f" ({stage})" if stage else "")
+    where = ""
+    outside_torch = [(f, n) for f, n in frames if not f.f_code.co_filename.startswith(_TORCH_DIR)]
+    if outside_torch or frames:
+        frame, lineno = (outside_torch or frames)[-1]
+        where = f" at {Path(frame.f_code.co_filename).name}:{lineno}"
+    message = " ".join(str(exc).split()) or "(no message)"
+    return f"model {model} raised {type(exc).__name__} {when}{where}: {message}"

@@ -1,0 +1,119 @@
+"""A cell's identity put together (``resolve_config``, ``resolve_cell``: the one place)
+and its initialisation checked and loaded (``check_init``, ``load_weights_file``).
+
+SPEC defaults < model spec < profile < user, then the dataset fingerprint, device type,
+effective precision and the model's release. Moved out of ``runner`` (which re-exports
+every name) to keep it short; nothing here changes what a cell's identity holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from fer_bench.cell import (
+    DEFAULT_ALIGNMENT,
+    Cell,
+    InitChoice,
+    effective_precision,
+    file_sha256,
+    resolve_init,
+)
+from fer_bench.config import TrainConfig
+from fer_bench.data.variants import LABELS
+from fer_bench.errors import CellFailed, CellSkipped, ConfigError
+from fer_bench.registry import ModelSpec
+from fer_bench.training.augment import check_augmentation
+from fer_bench.training.device import cpu_has_bf16
+from fer_bench.training.losses import get_loss
+from fer_bench.training.recipe import check_recipe
+
+_SPEC_CONFIG_FIELDS = ("epochs", "lr", "batch_size", "loss", "augmentation", "input_size")
+
+
+def resolve_config(spec: ModelSpec, **overrides: Any) -> TrainConfig:
+    """SPEC defaults < the spec's non-None preferences (named fields, then ``spec.recipe``)
+    < non-None ``overrides``.
+
+    ``init`` may be given as the user wrote it ("file:PATH"); it is stored resolved
+    ("file:<sha256>"). Raises ``ConfigError`` for an unknown loss, augmentation or init,
+    TypeError for an unknown field.
+    """
+    from_spec = {name: getattr(spec, name) for name in _SPEC_CONFIG_FIELDS}
+    config = (TrainConfig().with_overrides(**from_spec).with_overrides(**spec.recipe)
+              .with_overrides(**overrides))
+    get_loss(config.loss)
+    check_augmentation(config.augmentation)
+    check_recipe(config)
+    if not 0.0 <= config.label_smoothing < 1.0 or config.tta not in ("none", "flip"):
+        raise ConfigError(f"label_smoothing must be in [0, 1) and tta 'none' or 'flip': {config}")
+    config = replace(config, init=resolve_init(config.init).name)
+    if config.epochs < 1 or config.batch_size < 1 or config.input_size < 1:
+        raise ConfigError(f"epochs, batch_size and input_size must be >= 1: {config}")
+    return config
+
+
+def resolve_cell(spec: ModelSpec, *, variant: str, split: str, seed: int, config: TrainConfig,
+                 dataset_fingerprint: str, device: str | torch.device,
+                 precision: str = "auto", alignment: str = DEFAULT_ALIGNMENT) -> Cell:
+    """The complete identity of ``spec`` trained with ``config`` on this data and device.
+
+    ``precision``: "auto" | "fp32" | "bf16" as asked (``--fer-precision``); the cell holds
+    the effective one (``cell.effective_precision``: "auto" is bf16 on CUDA, the model's
+    ``cpu_precision`` on a CPU with bf16 units).
+    ``alignment``: the aligner output the cell uses (``data.alignment.cell_alignment``);
+    ``ConfigError`` when the augmentation needs landmarks and it has none."""
+    from fer_bench.data.alignment import check_cell_alignment
+    from fer_bench.data.splits import SPLITS
+
+    LABELS.get(variant)
+    SPLITS.get(split)
+    check_cell_alignment(alignment, config.augmentation)
+    device_type = torch.device(device).type
+    return Cell(model=spec.name, variant=variant, split=split, seed=int(seed), recipe=config,
+                model_release=spec.release or "unregistered", alignment=alignment,
+                dataset=dataset_fingerprint,
+                device_type=device_type,
+                precision=effective_precision(device_type, precision,
+                                              model_cpu_precision=spec.cpu_precision,
+                                              cpu_has_bf16=device_type == "cpu" and cpu_has_bf16()))
+
+
+def check_init(spec: ModelSpec, init: InitChoice | str) -> None:
+    """Raise ``CellSkipped`` when ``spec`` cannot take ``init`` (ImageNet weights it has not)."""
+    name = init.name if isinstance(init, InitChoice) else init
+    if name == "imagenet" and not spec.pretrained_available:
+        raise CellSkipped(f"model {spec.name!r} has no ImageNet weights (init=imagenet); "
+                          f"use --fer-init scratch or file:PATH")
+
+
+def load_weights_file(model: torch.nn.Module, path: Path, expected_sha256: str, model_name: str) -> int:
+    """Load a local weights file into ``model``; returns the number of tensors loaded.
+
+    ``.safetensors`` or a torch file read with ``weights_only=True`` (never a pickle of
+    code); ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers are unwrapped. Tensors whose
+    name and shape match are loaded (a new classifier head stays initialised). Raises
+    ``CellFailed`` when the file changed since its sha256 was taken or nothing matches.
+    """
+    if file_sha256(path) != expected_sha256:
+        raise CellFailed(f"weights file {path} changed since the cell was defined (sha256)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    own = model.state_dict()
+    matching = {k: v for k, v in state.items()
+                if k in own and isinstance(v, torch.Tensor) and v.shape == own[k].shape}
+    if not matching:
+        raise CellFailed(f"weights file {path}: no tensor matches model {model_name!r} "
+                         f"({len(state)} tensors in the file)")
+    model.load_state_dict(matching, strict=False)
+    return len(matching)
