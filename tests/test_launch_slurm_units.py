@@ -170,6 +170,20 @@ def test_wait_slurm_reports_a_job_that_ends_without_result_within_bounded_time(t
     assert asked[0] == ["4_0", "4_1", "4_2"]
 
 
+def test_wait_slurm_reports_a_task_cancelled_while_pending(tmp_path, monkeypatch):
+    """A pending array task that is cancelled vanishes from slurmctld (no record, no stderr):
+    UNKNOWN, reported once SETTLE_S brought no result file, not waited for forever."""
+    job = FakeJob(tmp_path, "4_3", None)
+    monkeypatch.setattr(slurm, "run_command", lambda command: (
+        (1, "", "slurm_load_jobs error: Invalid job id specified") if command[0] == "squeue"
+        else (1, "", "Slurm accounting storage is disabled")))
+    monkeypatch.setattr(slurm, "SETTLE_S", 0.5)
+    lines: list[str] = []
+    assert wait([(ShardTask(str(tmp_path), 4, 4), job)], lines, time.monotonic(), poll_s=0.2) == {4: None}
+    assert "shard 4/4 finished: lost by the engine: Slurm job 4_3 UNKNOWN (slurmctld no longer " \
+           "holds it and there is no accounting" in lines[-1]
+
+
 def test_wait_slurm_keeps_waiting_while_slurm_cannot_be_asked(tmp_path, monkeypatch):
     job = FakeJob(tmp_path, "4_0", 0)
     answers = iter([JobState("4_0", "UNREACHABLE", "none", "Unable to contact slurm controller")] * 3)

@@ -150,13 +150,14 @@ def submitit_stderr(folder: Path, job_id: str) -> Path:
 
 
 def query_states(job_ids: Iterable[str], stderr: Mapping[str, Path] | None = None,
-                 run: Runner = run_command) -> dict[str, JobState]:
+                 run: Runner | None = None) -> dict[str, JobState]:
     """The state of each of ``job_ids`` ("4_1", "7"), from squeue, sacct, then the job's
     stderr file (``stderr[job_id]``); see the module docstring. One squeue and at most one
     sacct call for all of them."""
     ids = sorted({str(j) for j in job_ids if j})
     if not ids:
         return {}
+    run = run or run_command
     stderr = stderr or {}
     code, out, err = run(["squeue", "-h", "-r", "--states=all", "-o", "%i|%T|%r", "-j", ",".join(ids)])
     # squeue exits 1 with "Invalid job id specified" when it knows none of the ids
