@@ -94,6 +94,20 @@ def test_handlers_are_installed_only_while_a_cell_runs():
     assert str(caught.value) == "stopped by SIGUSR1 in a test"
 
 
+def test_a_signal_ignored_by_a_wrapper_stays_ignored():
+    previous = signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    try:
+        with preempt.handling():
+            assert signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) is preempt._note
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.01)
+            assert preempt.requested() is None
+        assert signal.getsignal(signal.SIGUSR1) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+
+
 def test_sigterm_stops_a_wait_for_another_process_claim(tmp_path):
     """A cell waiting for a claim someone else holds stops at once on SIGTERM (exit 75),
     without taking the claim or training anything."""

@@ -23,6 +23,10 @@ written atomically); a launcher should treat "killed by SIGTERM/SIGUSR1" as requ
 
 Once a signal is noted, every later cell of the process stops at once (the process is
 leaving); ``clear`` forgets it (tests).
+
+Slurm: ``sbatch --signal=TERM@120`` (or a wrapper that forwards its warning signal as
+SIGTERM to pytest) gives a cell 120 s to reach its safe point; submitit's own warning,
+SIGUSR2, is not one of these (``launch.shard`` ignores it in pytest).
 """
 
 from __future__ import annotations
@@ -80,8 +84,9 @@ def clear() -> None:
 @contextmanager
 def handling() -> Iterator[None]:
     """Note SIGTERM / SIGUSR1 for the body instead of dying (nests; the previous handlers
-    come back when the outermost body ends). Outside the main thread signals cannot be
-    caught: the body runs with the default actions."""
+    come back when the outermost body ends). A signal the process ignores (``SIG_IGN``, set
+    by a wrapper) stays ignored. Outside the main thread signals cannot be caught: the body
+    runs with the default actions."""
     global _depth
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -89,7 +94,8 @@ def handling() -> Iterator[None]:
     with _lock:
         if _depth == 0:
             for signum in PREEMPT_SIGNALS:
-                _saved[signum] = signal.signal(signum, _note)
+                if signal.getsignal(signum) is not signal.SIG_IGN:   # ignored by choice: stays so
+                    _saved[signum] = signal.signal(signum, _note)
         _depth += 1
     try:
         yield
