@@ -54,6 +54,7 @@ from fer_bench.plugin_settings import (
     default_models,
     experiment_of,
     marker_axes,
+    parametrized_names,
     parse_axis,
     read_settings,
 )
@@ -256,23 +257,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(session, "fer_bench_session")
 
 
-def _parametrized_names(metafunc: pytest.Metafunc) -> set[str]:
-    names: set[str] = set()
-    for marker in metafunc.definition.iter_markers("parametrize"):
-        argnames = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
-        if isinstance(argnames, str):
-            argnames = [a.strip() for a in argnames.split(",")]
-        names.update(argnames)
-    return names
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if CELL_FIXTURE not in metafunc.fixturenames:
         return
     from fer_bench.cell import axis_token
 
     state = session_of(metafunc.config)
-    own = _parametrized_names(metafunc)
+    own = parametrized_names(metafunc.definition)
     for axis in AXES:
         fixture = f"fer_{axis}"
         if fixture in own:

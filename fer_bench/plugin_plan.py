@@ -18,6 +18,7 @@ Imported by the plugin only once a run has collected a fer_bench cell.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -116,6 +117,8 @@ class Plan:
     rates: list[dict[str, Any]] = field(default_factory=list)
     probe_s: float = 0.0            # seconds spent timing models
     errors: list[str] = field(default_factory=list)   # models that could not be timed
+    load: float | None = None       # the 1-minute load average when the models were timed
+    cores: int = 0                  # CPU cores of this machine
 
     def count(self, state: str) -> int:
         return sum(1 for c in self.cells if c.state == state)
@@ -193,6 +196,9 @@ def build_plan(state: Any, items: list[pytest.Item], *, cost: bool = True) -> Pl
             cell_work(cell.recipe, n_train=n_train, n_val=n_val, n_test=n_test), rate)
     plan.rates = [rate.to_dict() for rate in rates.rates.values()]
     plan.probe_s = rates.seconds
+    plan.cores = os.cpu_count() or 0
+    if hasattr(os, "getloadavg"):
+        plan.load = os.getloadavg()[0]
     plan.errors = [f"{model} ({precision}) not timed: {error}"
                    for (model, precision), error in failed_models.items()]
     return plan
@@ -252,7 +258,10 @@ def plan_lines(plan: Plan) -> list[str]:
         return lines
     lines.append(f"  estimated time: about {format_long(seconds)} on this device (each model's "
                  f"counted FLOPs at the rate a few training steps reached here, "
-                 f"{plan.probe_s:.1f} s of timing; data loading and other load not included)")
+                 f"{plan.probe_s:.1f} s of timing; data loading not included)")
+    if plan.device.startswith("cpu") and plan.load is not None and plan.load > plan.cores > 0:
+        lines.append(f"  this machine is busy (load {plan.load:.1f} on {plan.cores} cores): "
+                     "the rates, and the cells, depend on what else runs")
     if plan.device.startswith("cpu") and seconds > LONG_FOR_A_CPU_S:
         fits = LIGHTER_PROFILES.get(plan.profile, ("smoke", "cpu"))
         fewer = "select fewer cells (-k, --fer-seeds, --fer-nhot, --fer-models)"

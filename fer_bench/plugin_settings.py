@@ -265,6 +265,17 @@ def marker_axes(node: Any) -> dict[str, tuple[Any, ...]]:
     return declared
 
 
+def parametrized_names(node: Any) -> set[str]:
+    """The argument names a test's own ``@pytest.mark.parametrize`` markers set."""
+    names: set[str] = set()
+    for marker in node.iter_markers("parametrize"):
+        argnames = marker.args[0] if marker.args else marker.kwargs.get("argnames", ())
+        if isinstance(argnames, str):
+            argnames = [a.strip() for a in argnames.split(",")]
+        names.update(argnames)
+    return names
+
+
 def experiment_of(node: Any) -> tuple[str, str]:
     """(experiment name, title) of a test: its ``fer_experiment`` marker, else the module's
     name without ``test_`` and the module docstring's first line."""

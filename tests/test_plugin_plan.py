@@ -90,3 +90,7 @@ def test_a_long_estimate_on_a_cpu_names_the_profiles_that_fit_and_goes_on():
     assert "--fer-profile smoke (" in on_cpu and "--fer-profile cpu" not in on_cpu
     assert not any("long for" in line for line in plan_lines(planned(LONG_FOR_A_CPU_S / 2)))
     assert not any("long for" in line for line in plan_lines(planned(1e6, device="cuda")))
+    busy = planned(60)
+    busy.load, busy.cores = 3.9, 2
+    assert plan_lines(busy)[-1] == ("  this machine is busy (load 3.9 on 2 cores): the rates, "
+                                    "and the cells, depend on what else runs")

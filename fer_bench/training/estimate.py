@@ -45,13 +45,23 @@ from fer_bench.training.recipe import WeightAverage, make_optimizer
 __all__ = ["CellWork", "Rate", "RateCache", "cell_work", "estimate_seconds", "format_long",
            "measure_rate"]
 
-#: Seconds of timed training steps (after one warm-up step) ``measure_rate`` aims for: at
-#: least ``MIN_CALLS`` steps unless that would take over 3x as long, at least one however
-#: long it takes. Evaluation gets half as long.
+#: Seconds of timed training steps ``measure_rate`` aims for (evaluation: half as long):
+#: at least ``MIN_CALLS`` calls unless that would take over 2x as long, at least one.
 DEFAULT_BUDGET_S = 1.0
 MIN_CALLS = 3
 MAX_TRAIN_STEPS = 30
 MAX_EVAL_BATCHES = 10
+#: Untimed calls first: a process's first steps select kernels and allocate (small_cnn's
+#: first two ran 5x slower than the rest on this project's CPU). Fewer once they took
+#: the budget.
+WARM_UP_CALLS = 3
+#: On a CPU, a call is cut to at most this many counted FLOPs (and at least
+#: ``PROBE_BATCH`` images): one VGG-sized training step of 64 images takes several seconds
+#: on 2 cores, and per image a batch of 8 costs about the same there. Never by timing: on a
+#: busy machine every call of two-thread torch waits for a core for about the same time
+#: whatever its size, which would shrink the batch for nothing.
+PROBE_FLOPS = 20e9
+PROBE_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -133,10 +143,10 @@ def measure_rate(spec: ModelSpec, config: TrainConfig, device: str | torch.devic
     counted as a cell counts them, then trained with the cell's optimizer, loss (and the
     model's extra loss term), online augmentation, weight averaging, bf16 autocast when
     ``precision`` is "bf16", and channels_last, on random uint8 images [B, 48, 48] of the
-    recipe's batch size ``B`` with random target distributions [B, 8]: one warm-up step,
-    then steps for about ``budget_s`` seconds (``_median_call_s``: the median step is the
-    rate); then evaluation batches through ``evaluate.predict`` the same way for
-    ``budget_s / 2``.
+    recipe's batch size ``B`` (fewer for a heavy model on a CPU, ``_call_size``) with
+    random target distributions [B, 8]: warm-up steps, then
+    steps for about ``budget_s`` seconds (the median step is the rate); then evaluation
+    batches through ``evaluate.predict`` the same way for ``budget_s / 2``.
     Exceptions from model code propagate (the caller reports the model as not estimated).
     """
     device = torch.device(device)
@@ -158,15 +168,15 @@ def measure_rate(spec: ModelSpec, config: TrainConfig, device: str | torch.devic
         optimizer = make_optimizer(model, config)
         average = WeightAverage(model, config.ema) if config.ema > 0 else None
 
-        def step() -> None:
-            x = images if online is None else online(images, generator)
+        def step(size: int) -> None:
+            x = images[:size] if online is None else online(images[:size], generator)
             x = to_model_input(x, config.input_size, True)
             with autocast_for(device, amp):
                 outputs = model(x)
                 logits = logits_of(outputs)
-                loss = loss_fn(logits, targets)
+                loss = loss_fn(logits, targets[:size])
                 if spec.extra_loss is not None:
-                    extra = spec.extra_loss(model, outputs, logits, targets)
+                    extra = spec.extra_loss(model, outputs, logits, targets[:size])
                     if extra is not None:
                         loss = loss + extra.float()
             optimizer.zero_grad(set_to_none=True)
@@ -176,37 +186,56 @@ def measure_rate(spec: ModelSpec, config: TrainConfig, device: str | torch.devic
                 average.update(model)
 
         model.train()
-        step()                                   # warm-up: kernel selection, allocations
-        step_s = _median_call_s(step, device, budget_s, MAX_TRAIN_STEPS)
+        size = _call_size(batch, train_flops, device)
+        step_s = _median_call_s(lambda: step(size), device, budget_s, MAX_TRAIN_STEPS)
         eval_model = average.model if average is not None else model
         eval_batch = eval_batch_size(config.input_size, batch, device)
         eval_images = images.repeat((eval_batch + batch - 1) // batch, 1, 1)[:eval_batch]
         flip = config.tta == "flip"
 
-        def evaluate() -> None:
-            predict(eval_model, eval_images, input_size=config.input_size, batch_size=eval_batch,
-                    channels_last=True, amp=amp, flip_tta=flip)
+        def evaluate(count: int) -> None:
+            predict(eval_model, eval_images[:count], input_size=config.input_size,
+                    batch_size=count, channels_last=True, amp=amp, flip_tta=flip)
 
-        evaluate()
-        batch_s = _median_call_s(evaluate, device, budget_s / 2, MAX_EVAL_BATCHES)
+        eval_size = _call_size(eval_batch, eval_flops, device)
+        eval_s = _median_call_s(lambda: evaluate(eval_size), device, budget_s / 2,
+                                MAX_EVAL_BATCHES)
     return Rate(model=spec.name, device=str(device), precision=precision,
                 train_flops_per_image=train_flops, eval_flops_per_image=eval_flops,
-                train_images_per_s=batch / step_s, eval_images_per_s=eval_batch / batch_s,
+                train_images_per_s=size / step_s, eval_images_per_s=eval_size / eval_s,
                 setup_s=setup_s, probe_s=time.perf_counter() - start)
 
 
+def _call_size(full: int, flops_per_image: int | None, device: torch.device) -> int:
+    """Images per timed call: ``full`` (the batch a cell uses), cut on a CPU to
+    ``PROBE_FLOPS`` worth of counted FLOPs (at least ``PROBE_BATCH`` images)."""
+    if device.type != "cpu" or not flops_per_image:
+        return full
+    return max(min(full, int(PROBE_FLOPS // flops_per_image)), min(full, PROBE_BATCH))
+
+
+def _seconds(work: Any, device: torch.device) -> float:
+    start = synchronized_time(device)
+    work()
+    return synchronized_time(device) - start
+
+
 def _median_call_s(work: Any, device: torch.device, budget_s: float, most: int) -> float:
-    """The median wall seconds of one call of ``work()``, called until
-    ``budget_s`` passed and ``MIN_CALLS`` were made (at most ``most`` calls, and no more
-    once ``3 * budget_s`` passed). The median, not the mean: on a shared machine one call
-    that waited for a core (or one still warming up) would otherwise set the rate."""
+    """The median wall seconds of one call of ``work()``: after ``WARM_UP_CALLS`` untimed
+    calls (fewer once they took ``budget_s``), called until ``budget_s`` passed and
+    ``MIN_CALLS`` were made (at most ``most`` calls, and no more once ``2 * budget_s``
+    passed). The median, not the mean: on a shared machine one call that waited for a core
+    would otherwise set the rate."""
+    warm = 0.0
+    for _ in range(WARM_UP_CALLS):
+        warm += _seconds(work, device)
+        if warm >= budget_s:
+            break
     times: list[float] = []
     while True:
-        start = synchronized_time(device)
-        work()
-        times.append(synchronized_time(device) - start)
+        times.append(_seconds(work, device))
         elapsed = sum(times)
-        if (len(times) >= most or elapsed >= 3 * budget_s
+        if (len(times) >= most or elapsed >= 2 * budget_s
                 or (elapsed >= budget_s and len(times) >= MIN_CALLS)):
             return max(statistics.median(times), 1e-9)
 
