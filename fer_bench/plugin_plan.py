@@ -7,10 +7,12 @@ which it already holds, and (``--fer-plan cost``, the default) estimates the res
 ``fer_bench.training.estimate``: each model's counted FLOPs and a few training steps timed
 on this device, once per model and precision. ``plan_lines`` is what the terminal shows::
 
-    fer_bench plan: 16 cells on cpu, synthetic data (4,000 images), profile smoke: 16 to train, 0 from the store
-      model        precision  cells  epochs  GFLOP/img train  GFLOP/s here  per cell   total
-      small_cnn    fp32          16       2            0.036          21.5      12 s   3 min
-      estimated time: about 3 min on this device (...)
+    fer_bench plan: 68 cells on cpu, synthetic data (4,000 images), profile smoke: 67 to train, 0 from the store (results), 1 will not run
+      model            precision cells train epochs  GFLOP/img train  GFLOP/s here  per cell     total
+      small_cnn        fp32         66    66      2           0.0341          21.8      20 s    22 min
+      fast_resnet      fp32          1     1      2            0.176          13.4      89 s      89 s
+      will not run (1 cell): skipped: model 'small_cnn' has no ImageNet weights (init=imagenet); ...
+      estimated time: about 24 min on this device (...)
 
 On a CPU an estimate over an hour says so and names the profiles that fit; the run goes on.
 Imported by the plugin only once a run has collected a fer_bench cell.
@@ -286,8 +288,6 @@ def announce_plan(state: Any, items: list[pytest.Item]) -> Plan | None:
         return None
     try:
         plan = build_plan(state, items, cost=mode == "cost")
-    except (KeyboardInterrupt, SystemExit):
-        raise
     except Exception as exc:
         state.progress.announce([f"{PLAN_PREFIX} not available ({type(exc).__name__}: "
                                  f"{' '.join(str(exc).split())})"])
