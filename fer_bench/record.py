@@ -81,8 +81,9 @@ class CellRecord:
     ``setup_s`` / ``flops_s`` / ``eval_s`` / ``compile_seconds`` / ``wall_s`` sum every
     process's share up to its last checkpoint (work lost to the interruption is not
     counted); ``peak_memory_bytes`` is the last process's. ``checkpoint_bytes``: size of
-    the last epoch checkpoint written; ``checkpoint_write_s``: seconds of all checkpoint
-    writes (None when the cell ran without checkpoints).
+    the last epoch checkpoint written; ``checkpoint_write_s``: seconds of the checkpoint
+    writes (after a resume: but the write of the checkpoint resumed from, which ended with
+    its process); both None when the cell ran without checkpoints.
     ``compile_seconds``: wall seconds of ``torch.compile`` and its warm-up for a cell whose
     recipe compiles (``training.compiled``), kept out of epoch and evaluation time; None else.
     ``kl_true_mean`` / ``acc_true_top``: on data with a known hidden distribution (synthetic:
