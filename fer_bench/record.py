@@ -82,8 +82,8 @@ class CellRecord:
     process's share up to its last checkpoint (work lost to the interruption is not
     counted); ``peak_memory_bytes`` is the last process's. ``checkpoint_bytes``: size of
     the last epoch checkpoint written; ``checkpoint_write_s``: seconds of the checkpoint
-    writes (after a resume: but the write of the checkpoint resumed from, which ended with
-    its process); both None when the cell ran without checkpoints.
+    writes (after a resume all but the one resumed from, whose time died with its process);
+    both None when the cell ran without checkpoints.
     ``compile_seconds``: wall seconds of ``torch.compile`` and its warm-up for a cell whose
     recipe compiles (``training.compiled``), kept out of epoch and evaluation time; None else.
     ``kl_true_mean`` / ``acc_true_top``: on data with a known hidden distribution (synthetic:
