@@ -6,20 +6,14 @@ set -uo pipefail
 
 DIR="${FER_RAY_DIR:-/tmp/fer-bench-ray}"
 log() { echo "ray-down: $*" >&2; }
+# shellcheck source=ci/lib.sh
+. "$(dirname "$0")/lib.sh"
 pid="$(cat "$DIR/ray.pid" 2>/dev/null || true)"
 if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
     log "no Ray head started by ci/ray-up.sh runs ($DIR/ray.pid)"
     rm -f "$DIR/ray.pid"
     exit 0
 fi
-kill -TERM "$pid"
-for _ in $(seq 60); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.5
-done
-if kill -0 "$pid" 2>/dev/null; then
-    log "ray start (pid $pid) ignored SIGTERM for 30 s; SIGKILL"
-    kill -KILL "$pid"
-fi
+stop_pid "ray start" "$pid" 30
 rm -f "$DIR/ray.pid"
 log "stopped the Ray head (pid $pid)"

@@ -5,6 +5,8 @@ set -uo pipefail
 
 DIR="${FER_SLURM_DIR:-/var/tmp/fer-bench-slurm}"
 log() { echo "slurm-down: $*" >&2; }
+# shellcheck source=ci/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 if [ ! -s "$DIR/started" ]; then
     log "nothing was started by ci/slurm-up.sh ($DIR/started is empty or missing)"
@@ -17,15 +19,7 @@ for daemon in $(tac "$DIR/started"); do
         log "$daemon: not running (pid file $pidfile)"
         continue
     fi
-    kill -TERM "$pid"
-    for _ in $(seq 40); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.5
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "$daemon (pid $pid) ignored SIGTERM for 20 s; SIGKILL"
-        kill -KILL "$pid"
-    fi
+    stop_pid "$daemon" "$pid" 20
     log "stopped $daemon (pid $pid)"
 done
 rm -f "$DIR/started"
