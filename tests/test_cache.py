@@ -190,7 +190,7 @@ def test_default_is_the_announced_synthetic_set(monkeypatch, caplog):
     assert notices[0].name == "fer_bench.data.cache"
     caplog.clear()
     # the second load only has to show the notice is not repeated, not redraw 6000 faces
-    monkeypatch.setattr("fer_bench.data.synthetic.make_synthetic", lambda: raw)
+    monkeypatch.setattr("fer_bench.data.sources.make_synthetic", lambda **_: raw)
     assert cache.load_dataset() is raw
     assert "SYNTHETIC" not in caplog.text          # announced once per process
 
