@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from fer_bench.plugin_keys import RECORD
 from fer_bench.plugin_settings import (
     ALWAYS_PARAMETRISED,
     AXES,
@@ -227,8 +228,6 @@ class FerBenchSession:
 
 
 SESSION = pytest.StashKey[FerBenchSession]()
-#: (CellRecord, from_store) of a test's cell, set by ``FerCell.run``.
-RECORD = pytest.StashKey[tuple[Any, bool]]()
 
 
 def session_of(config: pytest.Config) -> FerBenchSession:

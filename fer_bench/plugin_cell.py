@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import pytest
 
 from fer_bench.cell import DEFAULT_ALIGNMENT
-from fer_bench.plugin import RECORD
+from fer_bench.plugin_keys import RECORD
 
 
 class SessionData:

@@ -470,9 +470,3 @@ def check_model_output(model: Any, spec: ModelSpec, device: Any, num_classes: in
         raise ModelError(f"model {spec.name!r} ({spec.source}): output is not finite floats "
                          f"(dtype {logits.dtype})")
 
-
-def models_command(args: Any = None) -> int:
-    """``fer-bench models`` (= ``fer-bench list models``)."""
-    from fer_bench.listing import list_command
-
-    return list_command("models")

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from fer_bench.errors import ModelError
+from fer_bench.listing import list_command
 from fer_bench.registry import (
     ModelSpec,
     build_model,
@@ -18,7 +19,6 @@ from fer_bench.registry import (
     get_model,
     list_entries,
     list_models,
-    models_command,
     register_model,
     unregister_model,
 )
@@ -206,12 +206,12 @@ def test_check_model_output_accepts_tuple_with_logits_first():
     check_model_output(WithAttention(), ModelSpec(name="att", factory=lambda **kw: None), "cpu")
 
 
-def test_models_command_shows_status_and_broken_plugins(tmp_path, monkeypatch, capsys):
+def test_list_models_command_shows_status_and_broken_plugins(tmp_path, monkeypatch, capsys):
     make_entry_point_package(tmp_path, "goodpkg", TINY_FACTORY_BODY, monkeypatch=monkeypatch)
     make_entry_point_package(tmp_path, "brokenpkg", BROKEN_BODY, models={"broken_net": "factory"},
                              monkeypatch=monkeypatch)
     monkeypatch.setenv("COLUMNS", "250")
-    assert models_command(None) == 1
+    assert list_command("models") == 1
     out = capsys.readouterr().out
     good_row = next(line for line in out.splitlines() if "goodpkg:factory" in line)
     assert "48x48" in good_row and "ok" in good_row
@@ -219,9 +219,9 @@ def test_models_command_shows_status_and_broken_plugins(tmp_path, monkeypatch, c
     assert "import error: RuntimeError: boom at import of brokenpkg" in broken_row
 
 
-def test_models_command_with_no_models(monkeypatch, capsys):
+def test_list_models_command_with_no_models(monkeypatch, capsys):
     monkeypatch.setattr(importlib.metadata, "entry_points",
                         lambda **kw: importlib.metadata.EntryPoints(()))
     assert list_models() == []
-    assert models_command(None) == 0
+    assert list_command("models") == 0
     assert "no models registered" in capsys.readouterr().out

@@ -133,7 +133,7 @@ class ShardProbe:
             return
         if not (call.when == "call" or (call.when == "setup" and report.outcome != "passed")):
             return
-        from fer_bench.plugin import RECORD
+        from fer_bench.plugin_keys import RECORD
 
         stored = item.stash.get(RECORD, None)
         event: dict[str, Any] = {"event": "finish", "nodeid": item.nodeid, "outcome": report.outcome}
