@@ -270,6 +270,33 @@ def test_status_before_any_shard_collected(tmp_path, capsys):
         run_status(tmp_path / "nothing")
 
 
+def test_status_shows_cells_in_progress_with_their_checkpointed_epoch(tmp_path, capsys):
+    """A cell with an epoch checkpoint in the run's store is listed with its epoch, the
+    checkpoint's size and the time it was written (from the file's trailer)."""
+    from fer_bench.store import ResultStore
+    from fer_bench.training.checkpoint_file import read_info, write_checkpoint
+
+    run = make_run(tmp_path)
+    store = ResultStore(tmp_path / "store")
+    path = store.checkpoint_path(CELL)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"cell_id": CELL.id, "cell_digest": CELL.digest(), "protocol": 1, "epoch": 4,
+            "epochs": 9}
+    write_checkpoint(path, lambda sink: sink.write(b"x" * (5 * 2**20 + 2**18)), meta)
+    info = read_info(path)
+    (tmp_path / "store" / "zz").mkdir()
+    (tmp_path / "store" / "zz" / ("bad" + path.suffix)).write_bytes(b"torn")  # left out
+    status = run_status(run)
+    assert [c.cell_id for c in status.in_progress] == [CELL.id]
+    line = f"in progress: {CELL.id} epoch 4/9 (checkpoint 5.3 MiB, {info.written_at[11:19]} UTC)"
+    assert main(["launch", "--status", str(run)]) == 0
+    assert line in capsys.readouterr().out.splitlines()
+    [entry] = status.to_dict()["in_progress"]
+    assert entry["epoch"] == 4 and entry["epochs"] == 9 and entry["checkpoint_bytes"] == info.size
+    path.unlink()                                          # the record written: no longer listed
+    assert run_status(run).in_progress == [] and "in progress" not in format_status(run_status(run))
+
+
 # ---------------------------------------------------------------- publishing a shard
 def test_a_shard_whose_cells_all_failed_untimed_still_publishes_them(tmp_path):
     """pytest-benchmark writes no JSON when no cell reached an epoch: the shard's failed

@@ -13,7 +13,9 @@ A cell is *done* (its test passed, trained or read from the store), *failed* (it
 failed: a failed cell, or an error around it), *skipped*, *running* (started, its shard
 alive) or *left* (not started, or started by a shard that died: it trains again on
 ``--resume``). The grid is known once any shard has collected it; until then only the
-shards are counted.
+shards are counted. Cells *in progress* are the store's epoch checkpoints (a cell training or
+interrupted after a finished epoch), each with its epoch, size and time, read from the
+checkpoint files' trailers.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class RunStatus:
     cell_shard: dict[str, int] = field(default_factory=dict)
     claims_live: int = 0
     claims_stale: int = 0
+    in_progress: list[Any] = field(default_factory=list)   # the store's CheckpointInfo
 
     @property
     def grid_known(self) -> bool:
@@ -76,6 +79,9 @@ class RunStatus:
             "cells_total": len(self.cells) if self.grid_known else None,
             "cells": self.cell_counts(), "shards": self.shard_counts(), "complete": self.complete,
             "claims": {"live": self.claims_live, "stale": self.claims_stale},
+            "in_progress": [{"cell": c.cell_id, "epoch": c.epoch, "epochs": c.epochs,
+                             "checkpoint_bytes": c.size, "written_at": c.written_at,
+                             "path": str(c.path)} for c in self.in_progress],
             "shard_details": [{"index": s.index, "state": s.state, "detail": s.detail,
                                "exit_code": s.exit_code, "attempt": s.attempt, "host": s.host,
                                "log": str(s.log_path), "scheduler": s.scheduler or None}
@@ -181,7 +187,21 @@ def run_status(run_dir: str | Path) -> RunStatus:
                 status.claims_live += 1
             else:
                 status.claims_stale += 1
+        status.in_progress = shared.checkpoints()
     return status
+
+
+def _size(size: int) -> str:
+    """``size`` bytes in MiB (KiB under one MiB), one decimal."""
+    return f"{size / 2**20:.1f} MiB" if size >= 2**20 else f"{size / 2**10:.1f} KiB"
+
+
+def format_in_progress(info: Any) -> str:
+    """One checkpoint as ``--status`` shows it: ``<cell> epoch 4/9 (checkpoint 5.2 MiB,
+    12:03:11 UTC)``; ``epoch`` is the last finished epoch, the time the checkpoint's write."""
+    when = info.written_at[11:19] if len(info.written_at) >= 19 else info.written_at
+    return (f"{info.cell_id} epoch {info.epoch}/{info.epochs} "
+            f"(checkpoint {_size(info.size)}, {when} UTC)")
 
 
 def format_status(status: RunStatus) -> str:
@@ -210,6 +230,7 @@ def format_status(status: RunStatus) -> str:
         if nodes:
             lines.append(f"{state} cells:")
             lines += [f"  {n} (shard {status.cell_shard[n]})" for n in nodes]
+    lines += [f"in progress: {format_in_progress(c)}" for c in status.in_progress]
     lines.append(f"store claims: {status.claims_live} held, {status.claims_stale} stale "
                  "(a stale claim is taken over by the next process that reaches its cell)")
     if status.complete:
