@@ -12,8 +12,8 @@ family ``adaptive_x1=<X1>_x2=<X2>`` (any well-formed name works, e.g.
 * no landmarks (NaN): the full set, as ``flip_rot20``.
 
 Between 3x and 4x; ``adaptive_size`` counts it for given inclinations. The family is
-registered in ``fer_bench.training.augment.AUGMENTATIONS`` when this module is imported,
-which ``augment`` does at its end, so importing either registers it.
+registered in ``AUGMENTATIONS`` (``training.augment_base``) when this module is imported,
+which ``training.augment`` does, so importing either registers it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from fer_bench.errors import ConfigError
-from fer_bench.training.augment import AUGMENTATIONS, AugmentationSet, hflip, rotate
+from fer_bench.training.augment_base import AUGMENTATIONS, AugmentationSet, hflip, rotate
 
 ADAPTIVE_ANGLE = 20.0
 #: The family's name pattern; X1, X2 in degrees, written as ``format(x, "g")``.
