@@ -297,6 +297,34 @@ def test_status_shows_cells_in_progress_with_their_checkpointed_epoch(tmp_path, 
     assert run_status(run).in_progress == [] and "in progress" not in format_status(run_status(run))
 
 
+def test_a_preempted_shard_is_reported_requeueable_and_resumed(tmp_path):
+    """Exit 75 (SIGTERM/SIGUSR1 after a checkpoint) reads "preempted, requeueable", not a
+    plain failure, in the launcher's line and in --status; --resume reruns that shard only."""
+    import argparse
+
+    from fer_bench.launch.cli import add_launch_arguments, resume_run
+    from fer_bench.launch.engines import _finished
+    from fer_bench.training.preempt import REQUEUE_EXIT
+
+    assert layout.PREEMPTED_EXIT == REQUEUE_EXIT
+    run = make_run(tmp_path)
+    finished(run, 1, body=json.dumps(document(record(0))))
+    finished(run, 2, code=REQUEUE_EXIT)
+    status = run_status(run)
+    assert [s.state for s in status.shards] == ["done", "failed"]
+    text = format_status(status)
+    assert "shard 2/2: failed: preempted, requeueable (exit 75): `--resume` continues" in text
+    assert "fer-bench launch --resume" in text
+    lines = []
+    _finished(lines.append, ShardTask(str(run), 2, 2), REQUEUE_EXIT, 3.0)
+    assert lines == ["shard 2/2 finished: exit 75 (preempted, requeueable: its cell's checkpoint "
+                     "is kept; `--resume` continues it) (3s)"]
+    parser = argparse.ArgumentParser()
+    add_launch_arguments(parser)
+    _, _, _, tasks = resume_run(parser.parse_args(["--resume", str(run)]))
+    assert [t.index for t in tasks] == [2]
+
+
 # ---------------------------------------------------------------- publishing a shard
 def test_a_shard_whose_cells_all_failed_untimed_still_publishes_them(tmp_path):
     """pytest-benchmark writes no JSON when no cell reached an epoch: the shard's failed

@@ -41,6 +41,10 @@ FINISHED_CODES = (0, 1, 5)
 #: A running shard's wrapper touches its state file this often (seconds); a shard on another
 #: host whose state file is older than ``STATE_STALE_S`` is taken for dead (its job killed).
 HEARTBEAT_S, STATE_STALE_S = 30.0, 300.0
+#: The exit status of a shard stopped by SIGTERM/SIGUSR1 after checkpointing its cell
+#: (``fer_bench.training.preempt.REQUEUE_EXIT``, not imported: this module loads no torch).
+#: Such a shard is failed for ``--resume`` (which reruns it), but reported as preempted.
+PREEMPTED_EXIT = 75
 
 
 def manifest_path(run_dir: Path) -> Path:
@@ -107,7 +111,9 @@ def describe_exit(code: int | None) -> str:
             return f"exit {code} (killed by {signal.Signals(-code).name})"
         except ValueError:
             return f"exit {code} (killed by signal {-code})"
-    meaning = {2: "interrupted", 3: "pytest internal error", 4: "pytest usage error"}.get(code)
+    meaning = {2: "interrupted", 3: "pytest internal error", 4: "pytest usage error",
+               PREEMPTED_EXIT: "preempted, requeueable: its cell's checkpoint is kept; "
+                               "`--resume` continues it"}.get(code)
     return f"exit {code}" + (f" ({meaning})" if meaning else "")
 
 
@@ -180,6 +186,10 @@ def shard_state(run_dir: Path, index: int, *, alive: Any = None) -> ShardState:
     if state.get("state") == "finished":
         if code in FINISHED_CODES and problem == "missing" and plan.get("mine") == []:
             return ShardState(index, "done", "done (no cell in this shard)", **common)
+        if code == PREEMPTED_EXIT:
+            return ShardState(index, "failed", f"preempted, requeueable (exit {code}): "
+                              f"`--resume` continues its cells from their checkpoints; log {log}",
+                              **common)
         why = describe_exit(code) if code not in FINISHED_CODES else "finished"
         return ShardState(index, "failed", f"{why}; {out.name} {problem}; log {log}", **common)
     if problem != "missing":
