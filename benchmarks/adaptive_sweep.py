@@ -37,14 +37,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from fer_bench.data.alignment import align_clean, resolve_alignment
+    from fer_bench.data.align.axis import align_clean, resolve_alignment
     from fer_bench.data.cache import load_dataset
     from fer_bench.data.clean import clean, subset
     from fer_bench.data.splits import make_split
-    from fer_bench.registry import get_model
-    from fer_bench.store import ResultStore
-    from fer_bench.training.adaptive import adaptive_name, adaptive_size
-    from fer_bench.training.augment import AUGMENTATIONS
+    from fer_bench.models import get_model
+    from fer_bench.results.store import ResultStore
+    from fer_bench.training.augment.adaptive import adaptive_name, adaptive_size
+    from fer_bench.training.augment.sets import AUGMENTATIONS, needs_landmarks
     from fer_bench.training.runner import get_or_run_cell, resolve_cell, resolve_config
 
     if args.threads:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             *((adaptive_name(*pair), pair) for pair in pairs)]   # (name, (X1, X2) or None)
     rows = []
     for name, pair in sets:
-        alignment, landmarks = resolve_alignment("none", name)   # landmarks only where the set needs them
+        alignment, landmarks = resolve_alignment("none", landmarks=needs_landmarks(name))   # landmarks only where the set needs them
         needs = landmarks is not None
         honest, sizes = [], []
         for seed in seeds:

@@ -8,14 +8,14 @@ fingerprint and the honest top-1 accuracy.
 embedded set). For every ok record whose ``train_targets_sha256`` is "" or whose
 ``acc_top1_honest`` is None:
 
-* the record's cell is rebuilt with ``fer_bench.tasks.build_task_data`` on the cleaned data
+* the record's cell is rebuilt with ``fer_bench.training.tasks.build_task_data`` on the cleaned data
   whose fingerprint is the cell's ``dataset`` (the whole cleaned set, or a profile's fixed
   subset such as ``smoke``'s), and checked against the record: the same split fingerprint,
   the same number of images, and the stored per-image test predictions scoring exactly the
   stored tie-aware correctness (so the data and the predictions are the ones the cell had);
 * ``train_targets_sha256`` = ``fer_bench.training.runner.train_targets_sha256`` of that task
   data (the split fingerprint and the treated training targets), as the runner computes it;
-* ``acc_top1_honest`` = ``fer_bench.metrics.top1_accuracy`` of the stored predictions (the
+* ``acc_top1_honest`` = ``fer_bench.training.metrics.top1_accuracy`` of the stored predictions (the
   honest epoch's) against the split's test distributions. The per-epoch ``test_top1`` and
   the optimistic top-1 cannot be recovered (only the honest epoch's predictions are
   stored) and stay as they are.
@@ -39,16 +39,16 @@ from typing import Any
 
 import numpy as np
 
-from fer_bench import metrics
 from fer_bench.data.cache import load_dataset
 from fer_bench.data.clean import clean, subset
 from fer_bench.data.schema import CleanDataset
 from fer_bench.errors import FerBenchError
 from fer_bench.fileio import atomic_write_text
-from fer_bench.profiles import PROFILES
-from fer_bench.record import SCHEMA_VERSION, CellRecord
-from fer_bench.tasks import build_task_data, cleaning_rule
+from fer_bench.identity.record import SCHEMA_VERSION, CellRecord
+from fer_bench.planning.profiles import PROFILES
+from fer_bench.training import metrics
 from fer_bench.training.runner import train_targets_sha256
+from fer_bench.training.tasks import build_task_data, cleaning_rule
 
 #: The fields this script may write; everything else of a record is kept as it was.
 FILLED = ("train_targets_sha256", "acc_top1_honest")

@@ -18,7 +18,7 @@ import time
 
 import torch
 
-from fer_bench.registry import ModelSpec, build_model, get_model, list_models, logits_of
+from fer_bench.models import ModelSpec, build_model, get_model, list_models, logits_of
 
 
 def train_images_per_second(model: torch.nn.Module, batch_size: int, steps: int,

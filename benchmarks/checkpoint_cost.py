@@ -25,8 +25,8 @@ from pathlib import Path
 
 import torch
 
-from fer_bench.record import CellRecord
-from fer_bench.registry import build_model, get_model
+from fer_bench.identity.record import CellRecord
+from fer_bench.models import build_model, get_model
 from fer_bench.training.checkpoint import CheckpointFile, capture
 from fer_bench.training.checkpoint_file import read_info, verified_payload
 from fer_bench.training.loop import Best, TrainingRun, training_generators

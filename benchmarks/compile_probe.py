@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from fer_bench.registry import build_model, get_model
+from fer_bench.models import build_model, get_model
 from fer_bench.training.compiled import compile_for_eval
 from fer_bench.training.evaluate import autocast_for, predict
 

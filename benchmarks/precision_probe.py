@@ -37,8 +37,8 @@ import time
 
 import torch
 
-from fer_bench.registry import build_model, get_model, logits_of
-from fer_bench.training.augment import to_model_input
+from fer_bench.models import build_model, get_model, logits_of
+from fer_bench.training.augment.sets import to_model_input
 from fer_bench.training.device import cpu_has_bf16
 from fer_bench.training.evaluate import autocast_for, eval_batch_size, predict
 from fer_bench.training.losses import get_loss

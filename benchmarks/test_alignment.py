@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import pytest
 
-from fer_bench.training.adaptive import DEFAULT_ADAPTIVE
+from fer_bench.training.augment.adaptive import DEFAULT_ADAPTIVE
 
 pytestmark = [
     pytest.mark.fer_experiment("alignment",

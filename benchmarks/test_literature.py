@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import pytest
 
-from fer_bench.data.literature import LOSS_OF_VARIANT, SPLIT_NAME
-from fer_bench.plugin import AXES_MARKER, session_of
+from fer_bench.data.labels.ferplus_ms import LOSS_OF_VARIANT, SPLIT_NAME
+from fer_bench.pytest.plugin import AXES_MARKER, session_of
 
 #: VGG13 as Barsoum et al. used it: our 48x48 baseline, and upsampled to 64x64.
 LITERATURE_MODELS = ("vgg13", "vgg13_64")

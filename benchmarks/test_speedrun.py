@@ -31,7 +31,7 @@ def _count_flops_if_missing(fer_cell, record, benchmark) -> None:
     the model and recipe, not of the run), in the record and in the benchmark JSON."""
     if record.train_flops_per_image is not None:
         return
-    from fer_bench.registry import build_model
+    from fer_bench.models import build_model
     from fer_bench.training.flops import cell_flops
 
     model = build_model(fer_cell.spec, num_classes=8, in_chans=1)

@@ -148,7 +148,7 @@ def fer_bench_batches(images: torch.Tensor, targets: torch.Tensor, augment: str,
     """Shuffled, augmented model-input batches as the runner makes them: float32
     [64, 1, 48, 48] (channels_last), targets [64, 8]. ``augment``: "flip_shift" (the
     registered online ``rand_flip_shift4``) or "flip_rotate" (per-image mirror + angle)."""
-    from fer_bench.training.augment import (
+    from fer_bench.training.augment.sets import (
         AUGMENTATIONS,
         hflip,
         rotate,
@@ -174,9 +174,9 @@ def fer_bench_batches(images: torch.Tensor, targets: torch.Tensor, augment: str,
 def fer_bench_epoch_seconds(images: torch.Tensor, targets: torch.Tensor, seed: int = 0) -> float:
     """Seconds of one training pass of fer_bench's runner (``run_cell``, 1 epoch, batch 64,
     online flip + shift 4) over the subset, as the runner times it."""
-    from fer_bench.registry import get_model
-    from fer_bench.tasks import TaskData
+    from fer_bench.models import get_model
     from fer_bench.training.runner import resolve_cell, resolve_config, run_cell
+    from fer_bench.training.tasks import TaskData
 
     spec = get_model("small_cnn")
     config = resolve_config(spec, epochs=1, augmentation="rand_flip_shift4", batch_size=BATCH)
@@ -218,7 +218,7 @@ def load_text() -> str:
 def test_throughput_ratios(images_and_files, capsys, record_property):
     """Print fer_bench vs naive, same work per row: (a) data pipeline, (b) training epoch,
     (c) evaluation, each ratio beside its target."""
-    from fer_bench.registry import get_model
+    from fer_bench.models import get_model
     from fer_bench.training.evaluate import eval_batch_size, predict
 
     images, targets, files = images_and_files

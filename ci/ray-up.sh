@@ -4,7 +4,7 @@
 #
 #   ci/ray-up.sh        # prints the head's address (127.0.0.1:6379) once it answers
 #   ci/ray-down.sh      # stops exactly that head
-#   FER_BENCH_RAY_ADDRESS=127.0.0.1:6379 python -m pytest tests/test_launch_ray.py
+#   FER_BENCH_RAY_ADDRESS=127.0.0.1:6379 python -m pytest tests/launch/test_launch_ray.py
 #
 # `ray start --head --block` runs in the background with $FER_RAY_CPUS CPUs (default 2, what
 # Ray's docs advise for 2-core CI), a $FER_RAY_OBJECT_STORE_MB (256) MB object store, no

@@ -8,6 +8,8 @@ never half of one, even after ``kill -9``.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -63,3 +65,20 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """``atomic_write`` of UTF-8 text."""
     data = text.encode("utf-8")
     return atomic_write(path, lambda handle: handle.write(data))
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes (an init weights file, a dlib model file), memoised per
+    (resolved path, size, mtime) for the 256 most recent files."""
+    path = Path(path)
+    st = path.stat()
+    return _sha256_of(str(path.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=256)
+def _sha256_of(resolved: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(resolved, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -15,8 +15,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The plan's cost estimate trains each model a few steps before the first cell, which tests
 # that count a model's builds or training batches would see; the suite's runs (and their
-# subprocesses) print the plan without timing anything. tests/test_plugin_plan.py and
-# tests/test_estimate.py check the estimate itself (--fer-plan cost).
+# subprocesses) print the plan without timing anything. tests/plugin/test_plugin_plan.py and
+# tests/training/test_estimate.py check the estimate itself (--fer-plan cost).
 os.environ.setdefault("FER_BENCH_PLAN", "cells")
 
 
@@ -58,7 +58,7 @@ def ferplus_clean(ferplus_raw):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    """A small synthetic FERPlus folder (``tests.cells.write_ferplus_folder``), one per module."""
-    from tests.cells import write_ferplus_folder
+    """A small synthetic FERPlus folder (``tests.helpers.cells.write_ferplus_folder``), one per module."""
+    from tests.helpers.cells import write_ferplus_folder
 
     return write_ferplus_folder(tmp_path_factory.mktemp("plugin_data") / "ferplus")

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from fer_bench.errors import ModelError
-from fer_bench.registry import ModelSpec
+from fer_bench.models import ModelSpec
 
 WEIGHTS_DIR_ENV = "FER_BASELINES_WEIGHTS_DIR"
 VGG_HEAD_HIDDEN = 512

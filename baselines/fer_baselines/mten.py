@@ -58,7 +58,7 @@ from torch import Tensor, nn
 from fer_baselines.classic import create_timm_baseline
 from fer_baselines.study_common import output_part, refuse_pretrained, study_spec
 from fer_bench.errors import ModelError
-from fer_bench.registry import ModelSpec
+from fer_bench.models import ModelSpec
 
 AUX_OUTPUTS = 2
 AUX_WEIGHT = 1.0

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from fer_bench.registry import ModelSpec
+from fer_bench.models import ModelSpec
 
 CHANNELS = (16, 32, 64)
 HEAD_GRID = 6

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from fer_bench.errors import ModelError
-from fer_bench.registry import ModelSpec
+from fer_bench.models import ModelSpec
 
 RESNET18_FEATURES = 512
 

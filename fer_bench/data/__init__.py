@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from fer_bench.data.clean import clean, subset
-from fer_bench.data.nhot import reduce_to_nhot
+from fer_bench.data.labels.nhot import reduce_to_nhot
 from fer_bench.data.schema import EMOTIONS, USAGES, CleanDataset, RawDataset, Split
 from fer_bench.data.splits import SPLIT_NAMES, make_split
 from fer_bench.data.synthetic import make_synthetic
 
 # Registers Microsoft's FERPlus label modes (ms-*) and split official-majority in LABELS /
 # SPLITS; every import of a fer_bench.data module runs this package first.
-from fer_bench.data import literature as _literature  # noqa: E402,F401  isort: skip
+from fer_bench.data.labels import ferplus_ms as _ferplus_ms  # noqa: E402,F401  isort: skip
 
 
 def load_dataset(*args: Any, **kwargs: Any) -> RawDataset:

@@ -4,7 +4,7 @@ Two rules (``CLEANING_RULES``), chosen by what a cell's label treatment and spli
 
 * ``study`` (the default, the N-hot study's rule): an image is dropped when more than 3 of
   its taggers said ``unknown`` or ``NF`` (not a face), or when it has no emotion vote.
-* ``ferplus-ms`` (Microsoft's FERPlus protocol, ``fer_bench.data.literature``): only images
+* ``ferplus-ms`` (Microsoft's FERPlus protocol, ``fer_bench.data.labels.ferplus_ms``): only images
   without any emotion vote are dropped. Microsoft's loader applies no unknown + NF limit
   (an image with 4 unknown votes and 6 for happiness is a happiness image there), and
   every one of its label modes discards an image without an emotion vote anyway (its top

@@ -94,7 +94,7 @@ class CleanDataset:
     ``votes`` int32 [M, 10] (``VOTE_COLUMNS``): the raw votes of the kept images, same
     order (Microsoft's label modes need unknown and NF); ``cleaning`` the rule that kept
     them ("study" or "ferplus-ms", see ``fer_bench.data.clean.CLEANING_RULES``).
-    ``alignment``: an aligner's output for these rows (``fer_bench.data.alignment.
+    ``alignment``: an aligner's output for these rows (``fer_bench.data.align.axis.
     CleanAlignment``: aligned images, flags, inclination) when attached by
     ``with_alignment``, else None; ``images`` stay the source images.
     ``truth``: the hidden distributions of the kept images, same order (``GroundTruth``;

@@ -9,7 +9,7 @@ The algorithm, fixed so any implementation following it gets the same indices fo
   ``ordinary``; if the pool holds fewer, all of it is the test set and a warning is issued.
   Train = every other image, leftover complex ones included.
 * ``official``: train = Training, val = PublicTest, test = PrivateTest (no carving).
-* ``official-majority`` (``fer_bench.data.literature``, data cleaned by rule ``ferplus-ms``):
+* ``official-majority`` (``fer_bench.data.labels.ferplus_ms``, data cleaned by rule ``ferplus-ms``):
   as ``official``, validation and test images kept only with a majority label, scored
   against it (``SplitKind.eval_targets``).
 * Validation (ordinary / complex): ``n_val = round(val_fraction * len(train))`` drawn as

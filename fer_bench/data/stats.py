@@ -83,12 +83,12 @@ def compute_stats(raw: RawDataset, seed: int = 0) -> dict[str, Any]:
 
 
 def literature_stats(raw: RawDataset) -> dict[str, Any]:
-    """Microsoft's FERPlus protocol on ``raw`` (``fer_bench.data.literature``): the data
+    """Microsoft's FERPlus protocol on ``raw`` (``fer_bench.data.labels.ferplus_ms``): the data
     cleaned by rule "ferplus-ms", then per mode (majority, probability, crossentropy,
     multi_target) the images kept in each usage and why the others were dropped, and the
     sizes of the majority-voted validation (PublicTest) and test (PrivateTest) sets."""
     from fer_bench.data.clean import clean
-    from fer_bench.data.literature import literature_counts
+    from fer_bench.data.labels.ferplus_ms import literature_counts
 
     cleaned = clean(raw, "ferplus-ms")
     counts = literature_counts(cleaned)
@@ -99,9 +99,9 @@ def literature_stats(raw: RawDataset) -> dict[str, Any]:
 def data_stats_command(args: Any) -> int:
     """``fer-bench data stats``: load (through the cache), compute, print JSON or tables.
 
-    ``args`` carries ``.data .format .labels .seed .json`` (see ``fer_bench.cli``, which
+    ``args`` carries ``.data .format .labels .seed .json`` (see ``fer_bench.cli.main``, which
     checks their ranges). Returns the process exit code; errors are raised
-    (``fer_bench.errors``) and reported by ``fer_bench.cli.main``.
+    (``fer_bench.errors``) and reported by ``fer_bench.cli.main.main``.
     """
     from fer_bench.data.cache import load_dataset
     from fer_bench.errors import ConfigError

@@ -31,9 +31,9 @@ from typing import Any
 
 from fer_bench.errors import ConfigError, FerBenchError
 from fer_bench.launch.engines import ENGINES, Engine, SubmititEngine, make_engine
-from fer_bench.launch.layout import MANIFEST_FORMAT, manifest_path, read_manifest, write_json
 from fer_bench.launch.shard import ShardTask
 from fer_bench.launch.status import format_status, run_status
+from fer_bench.results.rundir import MANIFEST_FORMAT, manifest_path, read_manifest, write_json
 
 #: pytest options the launcher sets itself for every shard.
 RESERVED = ("--fer-shard", "--benchmark-json", "--fer-results", "-n", "--numprocesses",
@@ -156,7 +156,7 @@ def new_run(args: argparse.Namespace) -> Plan:
     if manifest_path(run_dir).exists():
         raise ConfigError(f"{run_dir} already holds a launch; `fer-bench launch --resume "
                           f"{run_dir}` reruns its unfinished shards, or choose another --run-dir")
-    from fer_bench.store import default_root
+    from fer_bench.results.store import default_root
 
     store = Path(args.results).resolve() if args.results else default_root().resolve()
     manifest = {

@@ -46,14 +46,14 @@ from types import ModuleType
 from typing import Any
 
 from fer_bench.errors import ConfigError
-from fer_bench.launch.layout import (
+from fer_bench.launch.shard import ShardTask, run_shard
+from fer_bench.launch.slurm import wait_slurm
+from fer_bench.results.rundir import (
     describe_exit,
     manifest_path,
     read_manifest,
     write_json,
 )
-from fer_bench.launch.shard import ShardTask, run_shard
-from fer_bench.launch.slurm import wait_slurm
 
 Results = dict[int, "int | None"]
 Report = Callable[[str], None]

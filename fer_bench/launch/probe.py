@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from fer_bench.launch.layout import atomic_append_line, shard_file, write_json
+from fer_bench.results.rundir import atomic_append_line, shard_file, write_json
 
 CELL_FIXTURE = "fer_cell"
 
@@ -75,7 +75,7 @@ def die_with_parent(parent: int) -> bool:
     except (OSError, AttributeError):
         return False
     if os.getppid() != parent:          # the parent died before the request was made?
-        from fer_bench.claims import pid_alive
+        from fer_bench.results.claims import pid_alive
 
         if not pid_alive(parent):
             os.kill(os.getpid(), signal.SIGKILL)
@@ -133,7 +133,7 @@ class ShardProbe:
             return
         if not (call.when == "call" or (call.when == "setup" and report.outcome != "passed")):
             return
-        from fer_bench.plugin_keys import RECORD
+        from fer_bench.pytest.keys import RECORD
 
         stored = item.stash.get(RECORD, None)
         event: dict[str, Any] = {"event": "finish", "nodeid": item.nodeid, "outcome": report.outcome}
@@ -151,7 +151,7 @@ class PlanProbe:
     """``--fer-launch-plan PATH``: the check ``fer-bench launch`` runs before any shard
     (``pytest --collect-only`` of the whole selection). Once collection ends it writes
     ``{"cells": [node ids], "plan": Plan.to_dict() or None, "lines": [...]}`` to PATH: every
-    fer_bench cell collected and the plugin's plan of them (``fer_bench.plugin_plan``: cells
+    fer_bench cell collected and the plugin's plan of them (``fer_bench.pytest.plan``: cells
     to train and from the store, epochs, device, precision, estimated time; as
     ``--fer-plan`` asks). A plan that cannot be made is one line in ``lines``."""
 
@@ -165,11 +165,11 @@ class PlanProbe:
         document: dict[str, Any] = {"cells": [item.nodeid for item in cells], "plan": None,
                                     "lines": []}
         if cells:
-            from fer_bench.plugin import session_of
+            from fer_bench.pytest.plugin import session_of
 
             state = session_of(session.config)
             if state.settings.plan != "off":
-                from fer_bench.plugin_plan import PLAN_PREFIX, build_plan, plan_lines
+                from fer_bench.pytest.plan import PLAN_PREFIX, build_plan, plan_lines
 
                 try:
                     plan = build_plan(state, cells, cost=state.settings.plan == "cost")

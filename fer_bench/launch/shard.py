@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fer_bench.fileio import atomic_write_text
-from fer_bench.launch.layout import (
+from fer_bench.results.rundir import (
     FINISHED_CODES,
     HEARTBEAT_S,
     json_problem,
@@ -102,7 +102,7 @@ def _ignore_slurm_warning() -> bool:
 def run_shard(task: ShardTask) -> int:
     """Run shard ``task`` to its end; returns pytest's exit code (negative: killed by a
     signal). Never raises for a failing shard: the state file and the log tell."""
-    from fer_bench.claims import HOST, PIDNS
+    from fer_bench.results.claims import HOST, PIDNS
 
     run_dir = Path(task.run_dir)
     manifest = read_manifest(run_dir)

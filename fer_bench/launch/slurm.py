@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fer_bench.launch.layout import FINISHED_CODES
+from fer_bench.results.rundir import FINISHED_CODES
 
 #: States of a job that has not ended (squeue's long names).
 LIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED",

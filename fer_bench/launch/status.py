@@ -24,7 +24,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fer_bench.launch.layout import (
+from fer_bench.launch.slurm import JobState
+from fer_bench.planning.profiles import select_shard
+from fer_bench.results.rundir import (
     ShardState,
     read_events,
     read_json,
@@ -32,8 +34,6 @@ from fer_bench.launch.layout import (
     shard_file,
     shard_state,
 )
-from fer_bench.launch.slurm import JobState
-from fer_bench.profiles import select_shard
 
 CELL_STATES = ("done", "running", "failed", "skipped", "left")
 SHARD_STATES = ("done", "running", "failed", "missing")
@@ -179,7 +179,7 @@ def run_status(run_dir: str | Path) -> RunStatus:
         status.cell_shard.update(dict.fromkeys(mine, shard.index))
     store = manifest.get("store")
     if store:
-        from fer_bench.store import ResultStore
+        from fer_bench.results.store import ResultStore
 
         shared = ResultStore(store)
         for claim in shared.claims():

@@ -20,16 +20,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fer_bench.identity.record import CellRecord
 from fer_bench.leaderboard.rows import MISSING, RowSummary
-from fer_bench.record import CellRecord
 
 if TYPE_CHECKING:
-    from fer_bench.data.alignment import AlignmentUse
+    from fer_bench.data.align.axis import AlignmentUse
 
 
 def _use(record: CellRecord) -> AlignmentUse | None:
     """The parsed ``alignment`` of ``record``'s cell (``data.alignment.AlignmentUse``)."""
-    from fer_bench.data.alignment import parse_cell_alignment
+    from fer_bench.data.align.axis import parse_cell_alignment
 
     return parse_cell_alignment(record.cell.alignment)
 
@@ -39,7 +39,7 @@ def record_flags(record: CellRecord, context: Sequence[CellRecord]) -> tuple[np.
     its own flags, else those of a record of ``context`` on the same test images (same
     dataset and split fingerprints and test size), preferring the default landmark
     aligner; None when there is none."""
-    from fer_bench.data.alignment import DEFAULT_LANDMARK_ALIGNER
+    from fer_bench.data.align.axis import DEFAULT_LANDMARK_ALIGNER
 
     own = record.aligned()
     if own is not None:

@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fer_bench.identity.record import CellRecord
 from fer_bench.leaderboard.rows import MISSING, RowSummary, variant_column, variant_sort_key
-from fer_bench.record import CellRecord
 
 #: The basis of a coincidence: identical training-target fingerprints (the data itself).
 FINGERPRINT_BASIS = "fingerprint"

@@ -1,7 +1,7 @@
 """The literature protocol in the leaderboard: our cells beside Barsoum et al. 2016.
 
 Cells of split ``official-majority`` in Microsoft's label modes (``ms-*``,
-``fer_bench.data.literature``) are grouped by identity minus seed, mode and loss (the loss
+``fer_bench.data.labels.ferplus_ms``) are grouped by identity minus seed, mode and loss (the loss
 follows the mode), one group per model and recipe. ``literature_frame`` is the comparison
 table (one line per group and mode: Barsoum et al.'s published figure, clearly theirs,
 then our honest top-1 accuracy against the majority label, the tie-aware accuracy of the
@@ -17,11 +17,11 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from fer_bench.config import DEFAULT_LOSS
-from fer_bench.data.literature import BARSOUM_2016, PAPER_NAME, SPLIT_NAME
+from fer_bench.data.labels.ferplus_ms import BARSOUM_2016, PAPER_NAME, SPLIT_NAME
+from fer_bench.identity.config import DEFAULT_LOSS
+from fer_bench.identity.record import CellRecord
 from fer_bench.leaderboard.rows import MISSING, RowSummary, label_rows, row_identity
 from fer_bench.leaderboard.stats import mean_ci
-from fer_bench.record import CellRecord
 
 #: Barsoum et al.'s table order (majority, multi-label, probability, cross-entropy).
 MODE_ORDER = ("ms-majority", "ms-multitarget", "ms-probability", "ms-crossentropy")

@@ -16,7 +16,7 @@ benchmark module's experiment) and ``timing``; the top-level ``fer_bench`` block
 ``experiments`` = {name: title}.
 
 Merging rule: a cell is keyed by (``record.cell.digest()``, ``record.experiment``): its
-complete identity (``fer_bench.cell.Cell``: model and release, variant, split, seed,
+complete identity (``fer_bench.identity.cell.Cell``: model and release, variant, split, seed,
 recipe, dataset fingerprint, device type, precision, protocol) and the experiment it was
 reported for. The same key in two places is accepted only when the two records are
 *identical*, meaning equal ``CellRecord.to_dict()``. What lies outside the record
@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from fer_bench.errors import DataError
-from fer_bench.record import SCHEMA_VERSION, CellRecord
+from fer_bench.identity.record import SCHEMA_VERSION, CellRecord
 
 CellKey = tuple[str, str]
 
@@ -157,13 +157,13 @@ def expand_run_folders(paths: Sequence[str | Path]) -> list[Path]:
     must be complete: a shard that is missing, still running, failed, or whose JSON is
     truncated raises ``DataError`` naming every such shard (never silently dropped). Any
     other folder gives the ``*.json`` files directly inside it, each of which must parse.
-    (``fer_bench.launch.layout.run_shard_files``.)
+    (``fer_bench.results.rundir.run_shard_files``.)
     """
     expanded: list[Path] = []
     for raw_path in paths:
         path = Path(raw_path)
         if path.is_dir():
-            from fer_bench.launch.layout import run_shard_files
+            from fer_bench.results.rundir import run_shard_files
 
             expanded.extend(run_shard_files(path))
         else:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from fer_bench.fileio import atomic_write_text
+from fer_bench.identity.record import CellRecord
 from fer_bench.leaderboard.rows import RowSummary, section_name, section_sort_key, summarize
 from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
 from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
@@ -35,7 +36,6 @@ from fer_bench.leaderboard.table import (
     part_title,
     run_labels,
 )
-from fer_bench.record import CellRecord
 
 _ESCAPES = {
     "&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "&#124;", "`": "&#96;", "*": "&#42;",

@@ -28,11 +28,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
 
+from fer_bench.identity.record import CellRecord  # noqa: E402
 from fer_bench.leaderboard.rows import RowSummary, label_rows, summarize  # noqa: E402
 from fer_bench.leaderboard.stats import TIE_AWARE, TOP1, GainSummary, mean_ci  # noqa: E402
 from fer_bench.leaderboard.study_claims import gain_claim  # noqa: E402
 from fer_bench.leaderboard.table import data_text, run_labels  # noqa: E402
-from fer_bench.record import CellRecord  # noqa: E402
 
 SPLIT_STYLES = {"ordinary": "-", "complex": "--", "official": ":"}
 

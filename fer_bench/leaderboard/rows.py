@@ -2,7 +2,7 @@
 -> rows -> cells (one per variant) -> seeds.
 
 A **row** holds every record that shares one identity but (seed, variant, split): every
-field of ``fer_bench.cell.Cell`` and of its recipe (``TrainConfig``) except those three.
+field of ``fer_bench.identity.cell.Cell`` and of its recipe (``TrainConfig``) except those three.
 Records that differ in anything else (dataset fingerprint, device type, precision,
 protocol, model release, loss, augmentation, epochs, lr, ...) are never pooled: they are
 separate rows. Seeds are the only thing a row averages over (SPEC "Cell identity").
@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from fer_bench.cell import OPTIONAL_AXES, Cell, axis_token
-from fer_bench.config import TrainConfig
 from fer_bench.errors import DataError, FerBenchError
+from fer_bench.identity.cell import OPTIONAL_AXES, Cell, axis_token
+from fer_bench.identity.config import TrainConfig
+from fer_bench.identity.record import CellRecord
 from fer_bench.leaderboard.stats import (
     TIE_AWARE,
     TOP1,
@@ -35,7 +36,6 @@ from fer_bench.leaderboard.stats import (
     compare_cells,
     summarise_cell,
 )
-from fer_bench.record import CellRecord
 
 #: The text of an empty table cell (no value, no record), in every leaderboard table.
 MISSING = "—"

@@ -26,6 +26,7 @@ from itertools import accumulate
 
 import pandas as pd
 
+from fer_bench.identity.record import CellRecord
 from fer_bench.leaderboard.rows import (
     MISSING,
     RowSummary,
@@ -33,7 +34,6 @@ from fer_bench.leaderboard.rows import (
     row_identity,
     variant_column,
 )
-from fer_bench.record import CellRecord
 
 #: Validation accuracies (fractions) of the ladder.
 LADDER = (0.60, 0.70, 0.75, 0.80, 0.85)

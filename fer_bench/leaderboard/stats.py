@@ -35,7 +35,7 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from fer_bench.errors import DataError
-from fer_bench.record import CellRecord
+from fer_bench.identity.record import CellRecord
 
 #: Below this many discordant pairs McNemar uses the exact binomial test.
 MCNEMAR_EXACT_BELOW = 25

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from fer_bench.identity.record import CellRecord
 from fer_bench.leaderboard.columns import format_accuracy, gain_text, interval_text, test_text
 from fer_bench.leaderboard.diagnostics import (
     coincidence_text,
@@ -37,7 +38,6 @@ from fer_bench.leaderboard.study_claims import (
     one_hot_level_claim,
     verdict,
 )
-from fer_bench.record import CellRecord
 
 TITLE = "Summary: does N-hot training beat 1-hot? (computed from the rows below)"
 INTRO = (

@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from fer_bench.console import wide_console
+from fer_bench.identity.record import CellRecord
 from fer_bench.leaderboard.columns import (  # noqa: F401  (re-exported: the display texts)
     ACCURACY,
     BEST_COLUMN,
@@ -63,7 +64,6 @@ from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
 from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
 from fer_bench.leaderboard.speedrun import speedrun_frame
 from fer_bench.leaderboard.stats import SINGLE_RUN, CellSummary
-from fer_bench.record import CellRecord
 
 TOP1_MISSING_NOTE = ("top-1 accuracy is not recorded in these cells (written before records "
                      "carried it); benchmarks/backfill_records.py fills it from their stored "

@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fer_bench.cell import PROTOCOL_VERSION, Cell
-from fer_bench.record import CellRecord
+from fer_bench.identity.cell import PROTOCOL_VERSION, Cell
+from fer_bench.identity.record import CellRecord
 from fer_bench.training.checkpoint_file import (
     CheckpointError,
     check_info,

@@ -245,7 +245,7 @@ def _dlib_version() -> str | None:
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages that decide a result: fer_bench, torch, timm, numpy, python,
-    and dlib (face alignment, ``fer_bench.data.align``) when it is installed."""
+    and dlib (face alignment, ``fer_bench.data.align.run``) when it is installed."""
     import numpy
 
     import fer_bench

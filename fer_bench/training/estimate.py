@@ -32,10 +32,10 @@ from typing import Any
 
 import torch
 
-from fer_bench.config import TrainConfig
 from fer_bench.data.schema import IMAGE_SIZE
-from fer_bench.registry import ModelSpec, build_model, logits_of
-from fer_bench.training.augment import AUGMENTATIONS, to_model_input
+from fer_bench.identity.config import TrainConfig
+from fer_bench.models import ModelSpec, build_model, logits_of
+from fer_bench.training.augment.sets import AUGMENTATIONS, to_model_input
 from fer_bench.training.device import synchronized_time
 from fer_bench.training.evaluate import autocast_for, eval_batch_size, predict
 from fer_bench.training.flops import cell_flops

@@ -8,10 +8,10 @@ from contextlib import AbstractContextManager, nullcontext
 import numpy as np
 import torch
 
-from fer_bench import metrics
-from fer_bench.record import CellRecord, encode_bool, encode_uint8
-from fer_bench.registry import logits_of
-from fer_bench.training.augment import to_model_input
+from fer_bench.identity.record import CellRecord, encode_bool, encode_uint8
+from fer_bench.models import logits_of
+from fer_bench.training import metrics
+from fer_bench.training.augment.sets import to_model_input
 from fer_bench.training.device import one_thread_for_small, synchronized_time
 
 #: Evaluation batches hold about this many input pixels (1024 images at 48x48).

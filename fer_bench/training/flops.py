@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fer_bench.config import TrainConfig
+from fer_bench.identity.config import TrainConfig
 
 __all__ = ["BF16_PEAK_TFLOPS", "cell_flops", "eval_flops_per_image", "flop_rate_text",
            "peak_bf16_flops", "train_flops_per_image"]

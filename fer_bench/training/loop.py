@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 
-from fer_bench.config import TrainConfig
 from fer_bench.errors import CellFailed
-from fer_bench.record import CellRecord
-from fer_bench.registry import ModelSpec, logits_of
+from fer_bench.identity.config import TrainConfig
+from fer_bench.identity.record import CellRecord
+from fer_bench.models import ModelSpec, logits_of
 from fer_bench.training import preempt
-from fer_bench.training.augment import to_model_input
+from fer_bench.training.augment.sets import to_model_input
 from fer_bench.training.device import select_batch, synchronized_time
 from fer_bench.training.evaluate import autocast_for
 from fer_bench.training.losses import Loss

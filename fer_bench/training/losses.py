@@ -7,7 +7,7 @@ losses on a softmax output layer), all but the cross-entropy family act on
 Losses compute in float32 even under bf16 autocast.
 
 Beside the study's ten, "ms_multitarget" is Microsoft's FERPlus multi-target loss (the
-``ms-multitarget`` label mode, ``fer_bench.data.literature``).
+``ms-multitarget`` label mode, ``fer_bench.data.labels.ferplus_ms``).
 
 "pld" (probabilistic label drawing) is cross-entropy against a one-hot target drawn, each
 epoch, from every image's distribution: the runner calls ``draw_one_hot`` once per epoch

@@ -18,8 +18,8 @@ import math
 
 import torch
 
-from fer_bench.config import COMPILE_CHOICES, TrainConfig
 from fer_bench.errors import ConfigError
+from fer_bench.identity.config import COMPILE_CHOICES, TrainConfig
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "onecycle", "cosine")

@@ -14,7 +14,9 @@ from typing import Any
 
 import torch
 
-from fer_bench.cell import (
+from fer_bench.data.labels.treatments import LABELS
+from fer_bench.errors import CellFailed, CellSkipped, ConfigError
+from fer_bench.identity.cell import (
     DEFAULT_ALIGNMENT,
     Cell,
     InitChoice,
@@ -22,11 +24,9 @@ from fer_bench.cell import (
     file_sha256,
     resolve_init,
 )
-from fer_bench.config import TrainConfig
-from fer_bench.data.variants import LABELS
-from fer_bench.errors import CellFailed, CellSkipped, ConfigError
-from fer_bench.registry import ModelSpec
-from fer_bench.training.augment import check_augmentation
+from fer_bench.identity.config import TrainConfig
+from fer_bench.models import ModelSpec
+from fer_bench.training.augment.sets import check_augmentation, needs_landmarks
 from fer_bench.training.device import cpu_has_bf16
 from fer_bench.training.losses import get_loss
 from fer_bench.training.recipe import check_recipe
@@ -66,12 +66,14 @@ def resolve_cell(spec: ModelSpec, *, variant: str, split: str, seed: int, config
     ``cpu_precision`` on a CPU with bf16 units).
     ``alignment``: the aligner output the cell uses (``data.alignment.cell_alignment``);
     ``ConfigError`` when the augmentation needs landmarks and it has none."""
-    from fer_bench.data.alignment import check_cell_alignment
+    from fer_bench.data.align.axis import parse_cell_alignment
     from fer_bench.data.splits import SPLITS
 
     LABELS.get(variant)
     SPLITS.get(split)
-    check_cell_alignment(alignment, config.augmentation)
+    if needs_landmarks(config.augmentation) and parse_cell_alignment(alignment) is None:
+        raise ConfigError(f"augmentation {config.augmentation!r} needs face landmarks: give "
+                          "the cell an aligner (alignment axis, data.align.axis.cell_alignment)")
     device_type = torch.device(device).type
     return Cell(model=spec.name, variant=variant, split=split, seed=int(seed), recipe=config,
                 model_release=spec.release or "unregistered", alignment=alignment,

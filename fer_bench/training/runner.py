@@ -38,15 +38,13 @@ from typing import Any
 
 import torch
 
-from fer_bench import metrics
-from fer_bench.cell import Cell
-from fer_bench.config import COMPILE_EVAL, TrainConfig
 from fer_bench.errors import CellFailed, CellSkipped, ConfigError, DataError, ModelError
-from fer_bench.record import CellRecord, encode_bool
-from fer_bench.registry import ModelSpec, build_model, check_model_output
-from fer_bench.tasks import TaskData, build_task_data
-from fer_bench.training import preempt
-from fer_bench.training.augment import AUGMENTATIONS
+from fer_bench.identity.cell import Cell
+from fer_bench.identity.config import COMPILE_EVAL, TrainConfig
+from fer_bench.identity.record import CellRecord, encode_bool
+from fer_bench.models import ModelSpec, build_model, check_model_output
+from fer_bench.training import metrics, preempt
+from fer_bench.training.augment.sets import AUGMENTATIONS
 from fer_bench.training.checkpoint import CheckpointFile, capture, carry, resume
 from fer_bench.training.compiled import compile_for_eval
 from fer_bench.training.device import (
@@ -75,6 +73,7 @@ from fer_bench.training.resolve import (
     resolve_cell,
     resolve_config,
 )
+from fer_bench.training.tasks import TaskData, build_task_data
 
 __all__ = ["AUGMENT_SEED_OFFSET", "LABEL_DRAW_SEED_OFFSET", "EpochReport", "check_init",
            "default_device", "describe_model_failure", "get_or_run_cell", "load_weights_file",
@@ -344,7 +343,7 @@ def get_or_run_cell(store: Any, spec: ModelSpec, clean: Any, cell: Cell, *,
                     experiment: str = "") -> tuple[CellRecord, bool]:
     """The stored record of exactly ``cell``, or train it and store the result.
 
-    Returns (record, from_store). The store (a ``fer_bench.store.ResultStore``) is asked
+    Returns (record, from_store). The store (a ``fer_bench.results.store.ResultStore``) is asked
     before any task data is built. A stored failed record is retried, not returned;
     ``rerun`` trains regardless. Every finished cell, failed ones included, is stored.
     ``cell.dataset`` must be ``clean``'s fingerprint.

@@ -1,0 +1,1 @@
+"""Shared test helpers (synthetic FERPlus folders, tiny grids, engine helpers)."""
