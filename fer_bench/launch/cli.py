@@ -8,6 +8,9 @@
     fer-bench launch --status runs/nhot
     fer-bench launch --resume runs/nhot        # only shards that failed or never ran
 
+On Slurm a shard is signalled before its time limit and, when it ends preempted or timed
+out, submitted again (``--max-requeues``; ``fer_bench.launch.requeue``).
+
 Everything after ``--`` goes to every shard's pytest unchanged; the launcher adds
 ``--fer-shard i/n``, ``--fer-results STORE`` and the shard's JSON path, so those (and
 xdist's ``-n``: pytest-benchmark switches itself off under xdist) are refused there.
@@ -45,6 +48,7 @@ ENGINE_OPTIONS = {
     "time_min": (("submitit",), "time_min"), "mem_gb": (("submitit",), "mem_gb"),
     "array_parallelism": (("submitit",), "array_parallelism"), "setup": (("submitit",), "setup"),
     "visible_gpus": (("submitit",), "visible_gpus"),
+    "max_requeues": (("submitit",), "max_requeues"), "signal_lead_s": (("submitit",), "signal_lead_s"),
     "gpus_per_shard": (("submitit", "ray"), "gpus_per_shard"),
     "cpus_per_shard": (("submitit", "ray"), "cpus_per_shard"),
     "ray_address": (("ray",), "address"),
@@ -87,6 +91,12 @@ def add_launch_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_argument("--setup", action="append", default=None,
                      help="a shell line run before each shard (repeatable), e.g. 'module load cuda'")
     sub.add_argument("--visible-gpus", default=None, help="--cluster local: devices dealt to shards")
+    sub.add_argument("--max-requeues", type=int, default=None,
+                     help="Slurm: submit a shard that ended preempted or timed out again, at "
+                          "most this many times per launch (default 3; 0: never)")
+    sub.add_argument("--signal-lead-s", type=int, default=None,
+                     help="Slurm: seconds before the time limit at which a shard gets SIGTERM "
+                          "to checkpoint and stop (default: 10%% of --time-min, 10-180 s)")
     both = parser.add_argument_group("submitit and ray engines")
     both.add_argument("--gpus-per-shard", type=float, default=None,
                       help="GPUs per shard (ray: a fraction such as 0.25 shares a GPU)")
@@ -222,7 +232,9 @@ def dry_run(manifest: dict[str, Any], engine: Engine, tasks: list[ShardTask]) ->
              f"run folder {tasks[0].run_dir if tasks else '(nothing to run)'}"]
     if isinstance(engine, SubmititEngine) and engine.cluster == "slurm" and tasks:
         folder = str(Path(tasks[0].run_dir) / "submitit") if tasks else "RUN_DIR/submitit"
-        lines += ["Slurm job array:", engine.preview(len(tasks), folder)]
+        lines += ["Slurm job array:", engine.preview(len(tasks), folder),
+                  f"time limit {engine.time_min} min: SIGTERM {engine.lead_s} s before it; a shard "
+                  f"that ends preempted or timed out is requeued up to {engine.max_requeues} times"]
     lines += [f"shard {t.index}: {shlex.join(shard_command(manifest, t))}" for t in tasks]
     return "\n".join(lines)
 

@@ -15,7 +15,10 @@ pytest process; what it did is in the run folder, whatever the engine reports.
   and GPU visibility (the local controller exports ``CUDA_VISIBLE_DEVICES`` = the first
   ``gpus_per_node`` ids, i.e. **"" with no GPUs**, the same for every job of an array). So
   every shard gets ``CUDA_VISIBLE_DEVICES`` explicitly: its own dealt ids locally, "" for a
-  CPU shard; on Slurm a GPU shard keeps the devices Slurm bound to it.
+  CPU shard; on Slurm a GPU shard keeps the devices Slurm bound to it. On Slurm each shard
+  asks for SIGTERM before its time limit (``--signal=TERM@<lead>``), and a shard that ended
+  preempted or timed out is submitted again, up to ``max_requeues`` times
+  (``fer_bench.launch.requeue``: the design, and why not submitit's own requeue).
 * ``RayEngine(address, gpus_per_shard, cpus_per_shard)`` (the ``ray`` extra): one Ray task
   per shard; ``gpus_per_shard`` may be a fraction (0.25: four small 48x48 models share a
   GPU), and each shard process then caps its CUDA allocator at that fraction
@@ -46,6 +49,7 @@ from types import ModuleType
 from typing import Any
 
 from fer_bench.errors import ConfigError
+from fer_bench.launch.requeue import DEFAULT_MAX_REQUEUES, Requeuer, signal_lead_s
 from fer_bench.launch.shard import ShardTask, run_shard
 from fer_bench.launch.slurm import wait_slurm
 from fer_bench.results.rundir import (
@@ -152,13 +156,22 @@ class SubmititEngine(Engine):
     array_parallelism: int | None = None
     setup: list[str] = field(default_factory=list)
     visible_gpus: str | None = None          # local cluster: the devices dealt to shards
+    max_requeues: int = DEFAULT_MAX_REQUEUES  # Slurm: resubmissions of a preempted shard
+    signal_lead_s: int | None = None         # Slurm: SIGTERM this long before the limit
     name = "submitit"
 
     def options(self) -> dict[str, Any]:
         return {"cluster": self.cluster, "partition": self.partition, "time_min": self.time_min,
                 "gpus_per_shard": self.gpus_per_shard, "cpus_per_shard": self.cpus_per_shard,
                 "mem_gb": self.mem_gb, "array_parallelism": self.array_parallelism,
-                "setup": list(self.setup), "visible_gpus": self.visible_gpus}
+                "setup": list(self.setup), "visible_gpus": self.visible_gpus,
+                "max_requeues": self.max_requeues, "signal_lead_s": self.signal_lead_s}
+
+    @property
+    def lead_s(self) -> int:
+        """Seconds before the time limit at which Slurm sends the shard SIGTERM (the option,
+        else ``requeue.signal_lead_s(time_min)``)."""
+        return self.signal_lead_s if self.signal_lead_s is not None else signal_lead_s(self.time_min)
 
     def check(self) -> None:
         require_extra("submitit", "submitit")
@@ -169,6 +182,11 @@ class SubmititEngine(Engine):
         if int(self.gpus_per_shard) != self.gpus_per_shard or self.gpus_per_shard < 0:
             raise ConfigError(f"--gpus-per-shard: the submitit engine takes whole GPUs, got "
                               f"{self.gpus_per_shard} (fractions: --engine ray)")
+        if self.max_requeues < 0:
+            raise ConfigError(f"--max-requeues: give a whole number >= 0, got {self.max_requeues}")
+        if self.signal_lead_s is not None and not 1 <= self.signal_lead_s < self.time_min * 60:
+            raise ConfigError(f"--signal-lead-s: give seconds >= 1 and below the time limit "
+                              f"({self.time_min * 60} s), got {self.signal_lead_s}")
 
     def executor(self, folder: Path, count: int) -> Any:
         """A configured submitit executor (``timeout`` and GPUs always explicit)."""
@@ -195,6 +213,8 @@ class SubmititEngine(Engine):
             "cpus_per_task": int(self.cpus_per_shard),
             "ntasks_per_node": 1, "nodes": 1, "job_name": "fer-bench",
             "array_parallelism": self.array_parallelism or count,
+            # replaces submitit's --signal=USR2@90 (see fer_bench.launch.requeue)
+            "additional_parameters": {"signal": f"TERM@{self.lead_s}"},
         }
         if self.partition:
             params["partition"] = self.partition
@@ -239,6 +259,7 @@ class SubmititEngine(Engine):
         # The local executor has no array parallelism of its own: submit in windows.
         window = len(tasks) if self.cluster == "slurm" else (self.array_parallelism or len(tasks))
         results: Results = {}
+        requeue_counts: dict[int, int] = {}
         for first in range(0, len(tasks), window):
             batch = list(tasks[first:first + window])
             start = time.monotonic()
@@ -249,7 +270,10 @@ class SubmititEngine(Engine):
                 record_jobs(Path(batch[0].run_dir), batch, jobs)
                 results.update(wait_slurm(
                     list(zip(batch, jobs, strict=True)), outcome=_job_outcome, start=start,
-                    report=report, finished=lambda t, c, s, n: _finished(report, t, c, s, n)))
+                    report=report, finished=lambda t, c, s, n: _finished(report, t, c, s, n),
+                    requeue=Requeuer(Path(batch[0].run_dir), self.max_requeues,
+                                     lambda task: executor.submit(run_shard, task), report,
+                                     requeue_counts)))
                 continue
             for task, job in zip(batch, jobs, strict=True):
                 code, note = _job_outcome(job)

@@ -10,11 +10,13 @@ with its output appended to ``logs/shard-i.log`` and its state (host, pid, attem
 code, Slurm job id) in ``shards/shard-i.state.json``. The pytest process dies with its
 wrapper (``$FER_BENCH_LAUNCH_PARENT``, see ``probe``): a shard whose wrapper was killed (a
 Ray worker, say) leaves no orphan training on. In a Slurm job the wrapper and pytest ignore
-SIGUSR2, which submitit asks Slurm to send 90 s before the time limit (``--signal``) and
-which would kill pytest at once (its default action) while submitit's handler left the
-wrapper to end the job early, not as TIMEOUT: the shard runs until Slurm stops it, and the
-launcher reports the job's state. When pytest exits normally (0: all passed, 1: some
-cells failed, 5: no cell) the JSON is checked and published as ``RUN_DIR/shard-i.json``
+SIGUSR2, submitit's own warning signal, which would kill pytest at once (its default
+action) while submitit's handler left the wrapper to end the job early. The engine asks
+Slurm for SIGTERM before the time limit instead (``--signal=TERM@<lead>``, see ``requeue``):
+submitit's handler ignores it in the wrapper, pytest stops its cell at a safe point and
+exits 75, and the launcher submits the shard again. When pytest exits normally (0: all
+passed, 1: some cells failed, 5: no cell) the JSON is checked and published as
+``RUN_DIR/shard-i.json``
 through ``fileio`` (so that file is either absent or complete). pytest-benchmark writes
 nothing when no cell of the shard reached an epoch; then a JSON holding those cells'
 records as ``fer_bench.untimed_failures`` is published instead, so they are not lost.
@@ -128,7 +130,8 @@ def run_shard(task: ShardTask) -> int:
                   f"{HOST}, {_now()}\n=== {' '.join(command)}\n")
         if ignoring_usr2:
             log.write(f"=== Slurm job {state['slurm_job']}: SIGUSR2 (submitit's time-limit "
-                      "warning) is ignored; the shard runs until Slurm stops it\n")
+                      "warning) is ignored; SIGTERM before the time limit stops the cell at a "
+                      "safe point (exit 75: the launcher requeues the shard)\n")
         log.flush()
         try:
             process = subprocess.Popen(command, cwd=manifest.get("cwd") or None, env=env,

@@ -187,7 +187,9 @@ def query_states(job_ids: Iterable[str], stderr: Mapping[str, Path] | None = Non
 def wait_slurm(pairs: list[tuple[Any, Any]], *, outcome: Callable[[Any], tuple[int | None, str]],
                finished: Callable[[Any, int | None, float, str], None],
                report: Callable[[str], None], start: float,
-               poll_s: float | None = None) -> dict[int, int | None]:
+               poll_s: float | None = None,
+               requeue: Callable[[Any, Any, int | None, str | None], Any] | None = None,
+               ) -> dict[int, int | None]:
     """Wait for submitit Slurm jobs without submitit's watcher, which trusts ``sacct`` and
     waits forever for a job that ends without a result file when there is no accounting.
 
@@ -198,8 +200,10 @@ def wait_slurm(pairs: list[tuple[Any, Any]], *, outcome: Callable[[Any], tuple[i
     file. ``finished(task, code, seconds since start, note)`` is called once per job; the note
     of a shard that did not run to its end names its Slurm state (CANCELLED, TIMEOUT, ...).
     Slurm is asked every ``poll_s`` seconds (``$FER_BENCH_SLURM_POLL_S``, default 10), every
-    2 s while a job settles; the result files are looked at every second. Returns
-    {task index: exit code or None}.
+    2 s while a job settles; the result files are looked at every second.
+    ``requeue(task, job, code, Slurm state or None)`` (``requeue.Requeuer``), asked before
+    ``finished``, may return a new job of the same shard: the shard is then waited for in
+    that job instead. Returns {task index: exit code or None} (of each shard's last job).
     """
     poll_s = poll_s or float(os.environ.get("FER_BENCH_SLURM_POLL_S") or SLURM_POLL_S)
     waiting = {task.index: (task, job) for task, job in pairs}
@@ -231,6 +235,11 @@ def wait_slurm(pairs: list[tuple[Any, Any]], *, outcome: Callable[[Any], tuple[i
                 continue
             else:
                 code, note = None, state.describe()
+            again = requeue(task, job, code, state.state if state else None) if requeue else None
+            if again is not None:
+                waiting[index] = (task, again)
+                settling.pop(index, None)
+                continue
             finished(task, code, time.monotonic() - start, note)
             results[index] = code
             del waiting[index]

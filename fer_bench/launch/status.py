@@ -15,7 +15,8 @@ alive) or *left* (not started, or started by a shard that died: it trains again 
 ``--resume``). The grid is known once any shard has collected it; until then only the
 shards are counted. Cells *in progress* are the store's epoch checkpoints (a cell training or
 interrupted after a finished epoch), each with its epoch, size and time, read from the
-checkpoint files' trailers.
+checkpoint files' trailers. *Requeued* shards (a Slurm shard preempted or timed out and
+submitted again by the launcher, ``requeue``) are read from the manifest's ``requeues``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fer_bench.launch.requeue import format_requeue, requeues
 from fer_bench.launch.slurm import JobState
 from fer_bench.planning.profiles import select_shard
 from fer_bench.results.rundir import (
@@ -37,6 +39,8 @@ from fer_bench.results.rundir import (
 
 CELL_STATES = ("done", "running", "failed", "skipped", "left")
 SHARD_STATES = ("done", "running", "failed", "missing")
+#: ``format_status`` lists this many of the latest requeues (``--json`` has all).
+REQUEUES_SHOWN = 10
 
 
 @dataclass
@@ -51,6 +55,14 @@ class RunStatus:
     claims_live: int = 0
     claims_stale: int = 0
     in_progress: list[Any] = field(default_factory=list)   # the store's CheckpointInfo
+
+    @property
+    def requeues(self) -> list[dict[str, Any]]:
+        """The manifest's requeue entries, oldest first (``requeue.record_requeue``)."""
+        return requeues(self.manifest)
+
+    def requeue_count(self, index: int) -> int:
+        return sum(r.get("shard") == index for r in self.requeues)
 
     @property
     def grid_known(self) -> bool:
@@ -84,8 +96,10 @@ class RunStatus:
                              "path": str(c.path)} for c in self.in_progress],
             "shard_details": [{"index": s.index, "state": s.state, "detail": s.detail,
                                "exit_code": s.exit_code, "attempt": s.attempt, "host": s.host,
-                               "log": str(s.log_path), "scheduler": s.scheduler or None}
+                               "log": str(s.log_path), "scheduler": s.scheduler or None,
+                               "requeues": self.requeue_count(s.index)}
                               for s in self.shards],
+            "requeues": self.requeues,
             "cells_by_state": {state: sorted(n for n, s in self.cells.items() if s == state)
                                for state in CELL_STATES if state != "done"},
         }
@@ -224,13 +238,22 @@ def format_status(status: RunStatus) -> str:
         finished = sum(status.cells[n] in ("done", "failed", "skipped") for n in mine)
         job = f", job {jobs[str(shard.index)]}" if str(shard.index) in jobs else ""
         progress = f"; {finished}/{len(mine)} cells finished" if mine else ""
-        lines.append(f"  shard {shard.index}/{count}: {shard.state}: {shard.detail}{job}{progress}")
+        again = status.requeue_count(shard.index)
+        again_text = f"; requeued {again} time(s)" if again else ""
+        lines.append(f"  shard {shard.index}/{count}: {shard.state}: {shard.detail}{job}{progress}"
+                     f"{again_text}")
     for state in ("failed", "running"):
         nodes = sorted(n for n, s in status.cells.items() if s == state)
         if nodes:
             lines.append(f"{state} cells:")
             lines += [f"  {n} (shard {status.cell_shard[n]})" for n in nodes]
     lines += [f"in progress: {format_in_progress(c)}" for c in status.in_progress]
+    shown = status.requeues[-REQUEUES_SHOWN:]
+    if status.requeues:
+        earlier = len(status.requeues) - len(shown)
+        lines.append(f"requeues: {len(status.requeues)}" + (f" ({earlier} earlier not shown)"
+                                                             if earlier else ""))
+        lines += [f"  {format_requeue(r)}" for r in shown]
     lines.append(f"store claims: {status.claims_live} held, {status.claims_stale} stale "
                  "(a stale claim is taken over by the next process that reaches its cell)")
     if status.complete:

@@ -1,7 +1,9 @@
 """Helpers of the real-engine tests (tests/launch/test_launch_slurm.py, tests/launch/test_launch_ray.py):
 tests/helpers/launch_grid.py's project plus ``launch_stall``, a model that sleeps
 ``$LAUNCH_STALL_S`` seconds when built in shard ``$LAUNCH_STALL_SHARD`` (e.g. "2/2"): a cell
-that is caught mid-run, in one shard only."""
+that is caught mid-run, in one shard only; and ``launch_lag`` (``LAG``), which sleeps
+``$LAUNCH_LAG_S`` per training forward pass, so its epochs last long enough to be caught
+(the sleep changes no number)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,23 @@ def launch_stall(num_classes=8, in_chans=1):
 unregister_model("launch_stall")
 register_model(launch_stall)
 '''
+LAG = '''
+
+class Lag(Tiny):
+    def forward(self, x):
+        if self.training:
+            time.sleep(float(os.environ.get("LAUNCH_LAG_S", "0")))
+        return super().forward(x)
+
+
+def launch_lag(num_classes=8, in_chans=1):
+    _built("launch_lag")
+    return Lag(num_classes, in_chans)
+
+
+unregister_model("launch_lag")
+register_model(launch_lag)
+'''
 #: Two cells of the built-in small CNN (1-hot and 8-hot), one per shard of 2.
 SMALL = ("--fer-models", "small_cnn", "--fer-nhot", "1,8", "--fer-splits", "ordinary")
 #: Collection order: tiny-ordinary, tiny-complex, stall-ordinary, stall-complex; shard 2/2
@@ -32,14 +51,20 @@ SMALL = ("--fer-models", "small_cnn", "--fer-nhot", "1,8", "--fer-splits", "ordi
 STALLING = ("--fer-models", "launch_tiny,launch_stall", "--fer-nhot", "1",
             "--fer-splits", "ordinary,complex")
 STALL_CELL = "test_grid.py::test_grid[launch_stall-n1-complex-s0]"
+#: One ``launch_lag`` cell of 12 epochs; at ``LAG_S`` per training batch an epoch lasts ~5 s,
+#: so its training (~60 s) outlives a 1-minute Slurm limit's signal (20-50 s after the start).
+LAG_CELL = ("--fer-models", "launch_lag", "--fer-nhot", "1", "--fer-splits", "ordinary",
+            "--fer-epochs", "12")
+LAG_S = "0.1"
 _REFERENCE: dict[str, Path] = {}
 
 
 def make_stall_project(root: Path) -> Path:
-    """tests/helpers/launch_grid.py's project in ``root``, with ``launch_stall`` registered too."""
+    """tests/helpers/launch_grid.py's project in ``root``, with ``launch_stall`` and
+    ``launch_lag`` registered too."""
     launch_grid.make_project(root)
     with open(root / "conftest.py", "a") as fh:
-        fh.write(STALL)
+        fh.write(STALL + LAG)
     return root
 
 

@@ -3,8 +3,8 @@ launcher reports it "preempted, requeueable" (exit 75), ``--status`` shows the c
 progress with its epoch, and ``--resume`` continues the cell from its checkpoint; the
 record equals a one-process run's.
 
-``launch_lag`` (registered here) sleeps ``$LAUNCH_LAG_S`` per training forward pass, so an
-epoch lasts long enough to be caught; the sleep changes no number."""
+``launch_lag`` (tests/helpers/launch_engines.py) sleeps ``$LAUNCH_LAG_S`` per training
+forward pass, so an epoch lasts long enough to be caught; the sleep changes no number."""
 
 from __future__ import annotations
 
@@ -18,25 +18,8 @@ from fer_bench.launch.status import format_status, run_status
 from fer_bench.leaderboard.load import load_results
 from fer_bench.results.store import ResultStore
 from tests.helpers import launch_grid
-from tests.helpers.launch_engines import wait_for
+from tests.helpers.launch_engines import LAG, wait_for
 
-LAG = '''
-
-class Lag(Tiny):
-    def forward(self, x):
-        if self.training:
-            time.sleep(float(os.environ.get("LAUNCH_LAG_S", "0")))
-        return super().forward(x)
-
-
-def launch_lag(num_classes=8, in_chans=1):
-    _built("launch_lag")
-    return Lag(num_classes, in_chans)
-
-
-unregister_model("launch_lag")
-register_model(launch_lag)
-'''
 CELL = ("--fer-models", "launch_lag", "--fer-nhot", "1", "--fer-splits", "ordinary",
         "--fer-epochs", "3")
 

@@ -6,8 +6,14 @@ munge, slurmctld, slurmd, no accounting), in real processes:
 * a shard cancelled with ``scancel`` mid-cell is reported by the waiting launcher and by
   ``launch --status`` as failed with its Slurm state, CANCELLED, within a bounded time, and
   ``--resume`` finishes the grid (its finished cell from the store);
-* a shard that outlives its Slurm time limit (``--time-min 1``) is reported the same way,
-  TIMEOUT. Its launch starts first, in the background, so its minute runs beside the others.
+* a shard that outlives its Slurm time limit (``--time-min 1``, ``--max-requeues 0``) is
+  reported the same way, TIMEOUT. Its launch starts first, in the background, so its minute
+  runs beside the others;
+* a shard whose work (one ``launch_lag`` cell of 12 epochs, ~60 s of training) outlives its
+  1-minute limit gets Slurm's SIGTERM before the limit, checkpoints and exits 75, is
+  requeued by the launcher as a new job (as often as it takes, up to 6 times) and finishes
+  with a record equal to one process's: same cell, accuracies, per-image predictions and
+  per-epoch validation/test accuracies.
 
 The stalling cell is ``launch_stall`` (tests/helpers/launch_engines.py): it sleeps
 ``$LAUNCH_STALL_S`` when built in shard ``$LAUNCH_STALL_SHARD``. sbatch exports the
@@ -27,8 +33,11 @@ from pathlib import Path
 
 import pytest
 
+from fer_bench.launch.requeue import signal_lead_s
 from tests.helpers import launch_grid
 from tests.helpers.launch_engines import (
+    LAG_CELL,
+    LAG_S,
     SMALL,
     STALL_CELL,
     STALLING,
@@ -98,6 +107,7 @@ def timed_out(project):
     at once; ``wait()`` returns (run folder, exit status, output, when the launcher ended)."""
     run_dir = project.parent / "run-timeout"
     process = start_launch(project, "--engine", "submitit", "--shards", "1", "--time-min", "1",
+                           "--max-requeues", "0",
                            "--cpus-per-shard", "1", "--run-dir", str(run_dir), "--no-merge",
                            "--results", str(project.parent / "store-timeout"), "--",
                            *launch_grid.GRID, "--fer-models", "launch_stall", "--fer-nhot", "1",
@@ -198,3 +208,52 @@ def test_a_shard_past_its_time_limit_is_reported_timeout(project, timed_out):
     assert f"shard 1/1: failed: Slurm job {job} TIMEOUT" in text, text
     assert data["shards"]["failed"] == 1 and data["cells"]["left"] == 1
     assert "TIMEOUT" in data["shard_details"][0]["scheduler"]
+
+
+def test_a_shard_past_its_time_limit_is_requeued_and_finishes_equal_to_one_process(project, timed_out):
+    run_dir, store = project.parent / "run-requeue", project.parent / "store-requeue"
+    start = time.monotonic()
+    result = launch_grid.launch(project, "--engine", "submitit", "--shards", "1", "--cpus-per-shard",
+                                "1", "--time-min", "1", "--max-requeues", "6", "--run-dir",
+                                str(run_dir), "--no-merge", "--results", str(store), "--",
+                                *launch_grid.GRID, *LAG_CELL,
+                                env=env(project, LAUNCH_LAG_S=LAG_S), timeout=540)
+    seconds = time.monotonic() - start
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    requeues = manifest["requeues"]
+    lines = [x for x in result.stdout.splitlines() if x.startswith("fer-bench launch: shard 1/1 "
+                                                                   "requeued (")]
+    print(f"time limit 1 min, SIGTERM {signal_lead_s(1)} s before it: {len(requeues)} "
+          f"requeue(s), {seconds:.0f}s in all; " + " | ".join(lines))
+    assert len(requeues) >= 1 and len(lines) == len(requeues)
+    assert [r["count"] for r in requeues] == list(range(1, len(requeues) + 1))
+    for entry in requeues:      # stopped by the signal (75) or, late, by the limit (TIMEOUT)
+        assert entry["code"] == 75 or entry["state"] == "TIMEOUT", entry
+    assert manifest["jobs"]["1"] == requeues[-1]["new_job"]
+    first = (run_dir / "submitit" / f"{requeues[0]['job']}_0_log.err").read_text()
+    assert "Bypassing signal SIGTERM" in first         # submitit's process outlived the signal
+    state = json.loads((run_dir / "shards" / "shard-1.state.json").read_text())
+    assert state["exit_code"] == 0 and state["attempt"] == len(requeues) + 1
+    assert state["slurm_job"] == requeues[-1]["new_job"]
+    log = (run_dir / "logs" / "shard-1.log").read_text()
+    assert "stopped by SIGTERM" in log or any(r["state"] == "TIMEOUT" for r in requeues), log
+
+    from fer_bench.leaderboard.load import load_results
+
+    [record] = load_results([run_dir / "shard-1.json"]).records
+    assert record.status == "ok" and record.resumed_from_epoch is not None
+    single = project.parent / "requeue-single.json"
+    plain = launch_grid.run_pytest(project, *LAG_CELL, "--fer-results",
+                                   str(project.parent / "store-requeue-single"),
+                                   "--benchmark-json", str(single), env=env(project), timeout=300)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert launch_grid.accuracies([run_dir / "shard-1.json"]) == launch_grid.accuracies([single])
+    [alone] = load_results([single]).records
+    assert (record.val_acc, record.test_acc) == (alone.val_acc, alone.test_acc)
+    assert len(record.val_acc) == 12
+
+    text, data = status(project, run_dir)
+    assert data["complete"] and data["shard_details"][0]["requeues"] == len(requeues)
+    assert f"requeues: {len(requeues)}" in text and "shard 1/1 requeued (1 of at most 6)" in text

@@ -236,7 +236,9 @@ def test_a_slurm_shard_ignores_submitits_time_limit_warning(tmp_path, monkeypatc
         monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "0")
         assert run_shard(ShardTask(str(run), 1, 1)) == 5
         log = layout.shard_log(run, 1).read_text()
-        assert "True True" in log and "SIGUSR2 (submitit's time-limit warning) is ignored" in log
+        assert "True True" in log
+        assert "SIGUSR2 (submitit's time-limit warning) is ignored; SIGTERM before the time " \
+               "limit stops the cell at a safe point" in log
         assert layout.read_json(layout.shard_file(run, 1, "state.json"))["slurm_job"] == "12_0"
     finally:
         signal.signal(signal.SIGUSR2, previous)
@@ -278,3 +280,139 @@ def test_a_shards_pytest_dies_with_its_wrapper(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+# ---------------------------------------------------------------- time limits and requeues
+@pytest.mark.parametrize(("code", "state", "requeued"), [
+    (75, "COMPLETED", "exit 75"),           # the cell checkpointed on Slurm's SIGTERM
+    (75, None, "exit 75"),
+    (None, "TIMEOUT", "Slurm state TIMEOUT"),   # did not stop in time: killed at the limit
+    (-9, "TIMEOUT", "Slurm state TIMEOUT, exit -9"),
+    (None, "PREEMPTED", "Slurm state PREEMPTED"),
+    (None, "NODE_FAIL", "Slurm state NODE_FAIL"),
+    (-15, "COMPLETED", "killed by SIGTERM"),     # the signal came between two cells
+    (-10, "UNKNOWN", "killed by SIGUSR1"),
+    # not requeued: a person's scancel, pytest's own end, other failures
+    (75, "CANCELLED", None), (-15, "CANCELLED", None), (None, "CANCELLED", None),
+    (0, "TIMEOUT", None), (1, "COMPLETED", None), (5, "COMPLETED", None),
+    (2, "COMPLETED", None), (4, "COMPLETED", None), (-9, "COMPLETED", None),
+    (None, "FAILED", None), (None, "OUT_OF_MEMORY", None), (None, "UNKNOWN", None),
+])
+def test_which_endings_are_requeued(code, state, requeued):
+    from fer_bench.launch.requeue import requeue_reason
+
+    reason = requeue_reason(code, state)
+    assert (reason is None) == (requeued is None), reason
+    if requeued:
+        assert requeued in reason
+
+
+def test_the_time_limit_signal_and_its_lead():
+    from fer_bench.errors import ConfigError
+    from fer_bench.launch.engines import SubmititEngine, make_engine
+    from fer_bench.launch.requeue import signal_lead_s
+
+    # 10 % of the limit, at least 10 s, at most 180 s
+    assert [signal_lead_s(m) for m in (1, 2, 5, 10, 30, 240, 720)] == [10, 12, 30, 60, 180, 180, 180]
+    engine = SubmititEngine(time_min=1)
+    assert engine.slurm_parameters(2)["additional_parameters"] == {"signal": "TERM@10"}
+    assert SubmititEngine(time_min=60, signal_lead_s=300).lead_s == 300
+    pytest.importorskip("submitit")
+    preview = engine.preview(2)
+    assert "#SBATCH --signal=TERM@10" in preview and "USR2" not in preview
+    assert make_engine("submitit", {"max_requeues": 0}).max_requeues == 0
+    with pytest.raises(ConfigError, match="--max-requeues: give a whole number >= 0, got -1"):
+        make_engine("submitit", {"max_requeues": -1})
+    with pytest.raises(ConfigError, match=r"--signal-lead-s: .*below the time limit \(60 s\), got 60"):
+        make_engine("submitit", {"time_min": 1, "signal_lead_s": 60})
+
+
+def test_requeue_options_belong_to_the_submitit_engine(tmp_path, capsys):
+    from fer_bench.cli.main import main
+
+    assert main(["launch", "--max-requeues", "2", "--run-dir", str(tmp_path / "r"), "--", "x"]) == 2
+    assert "--max-requeues is an option of the submitit engine, not of local" in capsys.readouterr().err
+    pytest.importorskip("submitit")
+    code = main(["launch", "--dry-run", "--engine", "submitit", "--shards", "2", "--time-min",
+                 "60", "--signal-lead-s", "300", "--max-requeues", "5", "--run-dir",
+                 str(tmp_path / "r"), "--", "benchmarks/"])
+    out = capsys.readouterr().out
+    assert code == 0 and "#SBATCH --signal=TERM@300" in out
+    assert "'max_requeues': 5, 'signal_lead_s': 300" in out and "requeued up to 5 times" in out
+
+
+def slurm_run(root: Path, shards: int) -> Path:
+    run = root / "run"
+    layout.write_json(layout.manifest_path(run), {
+        "format": 1, "shards": shards, "engine": "submitit", "store": str(root / "store"),
+        "engine_options": {"cluster": "slurm"}, "pytest_args": [],
+        "jobs": {str(i): f"4_{i - 1}" for i in range(1, shards + 1)}})
+    return run
+
+
+def test_preempted_and_timed_out_shards_are_resubmitted_up_to_the_bound(tmp_path, monkeypatch):
+    """wait_slurm with the engine's Requeuer and a fake Slurm: shard 1 exits 75 (its cell
+    checkpointed on the signal) and its new job finishes; shard 2 times out every time and
+    is requeued twice (--max-requeues 2), then reported lost; shard 3 is cancelled and shard
+    4 fails (exit 1): neither is requeued. The manifest records each requeue and names the
+    new jobs; --status lists them."""
+    from fer_bench.launch.requeue import Requeuer, requeues
+    from fer_bench.launch.status import RunStatus, format_status
+
+    run = slurm_run(tmp_path, 4)
+    ends = {"4_0": (75, "COMPLETED"), "4_1": (None, "TIMEOUT"), "4_2": (-15, "CANCELLED"),
+            "4_3": (1, "COMPLETED"), "10": (0, "COMPLETED"), "11": (None, "TIMEOUT"),
+            "12": (None, "TIMEOUT")}
+    jobs = {job_id: FakeJob(tmp_path, job_id, code) for job_id, (code, _) in ends.items()}
+    for job in jobs.values():
+        if job.code is not None:
+            job.finish()
+    monkeypatch.setattr(slurm, "query_states", lambda ids, stderr: {
+        j: JobState(j, ends[j][1], "squeue", "TimeLimit" if ends[j][1] == "TIMEOUT" else "")
+        for j in ids})
+    monkeypatch.setattr(slurm, "SETTLE_S", 0.3)
+    monkeypatch.setattr(slurm, "FAILED_SETTLE_S", 0.3)
+    new_ids = iter(["10", "11", "12"])
+    submitted: list[int] = []
+
+    def submit(task):
+        submitted.append(task.index)
+        return jobs[next(new_ids)]
+
+    lines: list[str] = []
+    requeuer = Requeuer(run, 2, submit, lines.append)
+    tasks = [ShardTask(str(run), i, 4) for i in (1, 2, 3, 4)]
+    start = time.monotonic()
+    results = slurm.wait_slurm(
+        list(zip(tasks, [jobs[f"4_{i}"] for i in range(4)], strict=True)),
+        outcome=engines._job_outcome, start=start, poll_s=0.2, report=lines.append,
+        finished=lambda t, c, s, n: engines._finished(lines.append, t, c, s, n), requeue=requeuer)
+    assert time.monotonic() - start < 20
+    assert results == {1: 0, 2: None, 3: -15, 4: 1}
+    assert sorted(submitted) == [1, 2, 2] and requeuer.counts == {1: 1, 2: 2}
+    text = "\n".join(lines)
+    assert "shard 1/4 requeued (1 of at most 2)" in text and "Slurm job 4_0 ended with exit 75" in text
+    assert "resubmitted as Slurm job 10; it continues from the store and its checkpoints" in text
+    assert "shard 2/4 requeued (2 of at most 2)" in text and "Slurm state TIMEOUT" in text
+    assert "shard 2/4 not requeued: Slurm job 12 ended with Slurm state TIMEOUT, and it was " \
+           "requeued 2 time(s) in this launch already (--max-requeues 2)" in text
+    assert "shard 2/4 finished: lost by the engine: Slurm job 12 TIMEOUT" in text
+    assert "shard 3/4 finished: exit -15 (killed by SIGTERM); Slurm job 4_2 CANCELLED" in text
+    assert "shard 4/4 finished: exit 1" in text and "shard 3/4 requeued" not in text
+    assert sum("requeued (" in line for line in lines) == 3           # one line per requeue
+
+    manifest = layout.read_manifest(run)
+    assert manifest["jobs"] == {"1": "10", "2": "12", "3": "4_2", "4": "4_3"}
+    entries = requeues(manifest)
+    assert [(e["shard"], e["job"], e["new_job"], e["count"], e["code"], e["state"]) for e in entries] == [
+        (1, "4_0", "10", 1, 75, "COMPLETED"), (2, "4_1", "11", 1, None, "TIMEOUT"),
+        (2, "11", "12", 2, None, "TIMEOUT")]
+    shards = [shard("done", "done", index=1), shard("failed", "lost", "12", index=2),
+              shard("failed", "cancelled", index=3), shard("failed", "exit 1", index=4)]
+    status = RunStatus(run, manifest, shards)
+    out = format_status(status)
+    assert "shard 2/4: failed: lost, job 12; requeued 2 time(s)" in out
+    assert "requeues: 3\n  shard 1/4 requeued (1 of at most 2) at " in out
+    assert out.count(" requeued (") == 3
+    details = {d["index"]: d["requeues"] for d in status.to_dict()["shard_details"]}
+    assert details == {1: 1, 2: 2, 3: 0, 4: 0} and len(status.to_dict()["requeues"]) == 3

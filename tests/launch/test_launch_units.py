@@ -172,8 +172,11 @@ def test_dry_run_shows_the_slurm_array_and_writes_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and not run.exists()
     for line in ("#SBATCH --array=0-63%16", "#SBATCH --gpus-per-node=1", "#SBATCH --time=240",
-                 "#SBATCH --partition=gpu", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=32GB"):
+                 "#SBATCH --partition=gpu", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=32GB",
+                 "#SBATCH --signal=TERM@180"):       # 10 % of 240 min, capped at 180 s
         assert line in out
+    assert "SIGTERM 180 s before it; a shard that ends preempted or timed out is requeued up " \
+           "to 3 times" in out
     assert "--fer-shard 64/64" in out and "-p fer_bench.launch.probe" in out
 
 
