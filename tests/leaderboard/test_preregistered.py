@@ -24,7 +24,6 @@ from fer_bench.leaderboard.stats import TIE_AWARE, TOP1
 from tests.helpers.leaderboard_support import make_record
 
 CELLS = Path(__file__).resolve().parents[2] / "leaderboard" / "cells"
-NINE = TrainConfig(epochs=9, loss="cce")
 
 
 def grid_record(nhot: int, seed: int, acc: float, *, loss: str = "cce", split: str = "ordinary",
