@@ -79,8 +79,8 @@ def signal_lead_s(time_min: int) -> int:
     limit mostly for work (a 10-minute limit: 60 s); 10 s at least (a 1-minute limit)
     still lets a small cell stop between two batches. Slurm checks time limits every 30 s
     (``PERIODIC_TIMEOUT``), so the signal comes lead to lead + 30 s before the limit
-    (measured on CI's Slurm 22.05, 1-minute limit, lead 10 s: 24 s after the start) and
-    the kill up to 30 s after it.
+    (measured on CI's Slurm 22.05, 1-minute limit, lead 10 s: 23-37 s after the start)
+    and the kill up to 30 s after it.
     """
     return int(min(LEAD_MAX_S, max(LEAD_MIN_S, round(time_min * 60 * LEAD_FRACTION))))
 
