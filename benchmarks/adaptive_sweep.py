@@ -42,10 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     from fer_bench.data.clean import clean, subset
     from fer_bench.data.splits import make_split
     from fer_bench.models import get_model
+    from fer_bench.results.run import get_or_run_cell
     from fer_bench.results.store import ResultStore
     from fer_bench.training.augment.adaptive import adaptive_name, adaptive_size
     from fer_bench.training.augment.sets import AUGMENTATIONS, needs_landmarks
-    from fer_bench.training.runner import get_or_run_cell, resolve_cell, resolve_config
+    from fer_bench.training.resolve import resolve_cell, resolve_config
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -32,7 +32,7 @@ from fer_bench.training.checkpoint_file import read_info, verified_payload
 from fer_bench.training.loop import Best, TrainingRun, training_generators
 from fer_bench.training.losses import get_loss
 from fer_bench.training.recipe import WeightAverage, make_optimizer, make_schedule
-from fer_bench.training.runner import resolve_cell, resolve_config
+from fer_bench.training.resolve import resolve_cell, resolve_config
 
 N_TRAIN, N_TEST = 28_665, 3_539   # FERPlus (study cleaning, ordinary split)
 MIB = 1024 * 1024

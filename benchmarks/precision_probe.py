@@ -43,7 +43,7 @@ from fer_bench.training.device import cpu_has_bf16
 from fer_bench.training.evaluate import autocast_for, eval_batch_size, predict
 from fer_bench.training.losses import get_loss
 from fer_bench.training.recipe import make_optimizer, make_schedule
-from fer_bench.training.runner import resolve_config
+from fer_bench.training.resolve import resolve_config
 
 DEFAULT_MODELS = "small_cnn,fast_resnet,vgg16,ran,dan,mten"
 

@@ -175,7 +175,8 @@ def fer_bench_epoch_seconds(images: torch.Tensor, targets: torch.Tensor, seed: i
     """Seconds of one training pass of fer_bench's runner (``run_cell``, 1 epoch, batch 64,
     online flip + shift 4) over the subset, as the runner times it."""
     from fer_bench.models import get_model
-    from fer_bench.training.runner import resolve_cell, resolve_config, run_cell
+    from fer_bench.training.resolve import resolve_cell, resolve_config
+    from fer_bench.training.runner import run_cell
     from fer_bench.training.tasks import TaskData
 
     spec = get_model("small_cnn")

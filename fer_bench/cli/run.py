@@ -10,7 +10,7 @@ from rich.table import Table
 
 from fer_bench.console import wide_console
 from fer_bench.identity.record import CellRecord
-from fer_bench.training.runner import EpochReport
+from fer_bench.training.loop import EpochReport
 
 MIB = 1024 * 1024
 
@@ -120,15 +120,12 @@ def run_command(args: Any) -> int:
     from fer_bench.identity.cell import resolve_init
     from fer_bench.identity.config import COMPILE_EVAL
     from fer_bench.models import MODELS, get_model
+    from fer_bench.results.run import get_or_run_cell
     from fer_bench.results.store import ResultStore
     from fer_bench.training.augment.sets import check_augmentation, needs_landmarks
+    from fer_bench.training.device import default_device
     from fer_bench.training.losses import get_loss
-    from fer_bench.training.runner import (
-        default_device,
-        get_or_run_cell,
-        resolve_cell,
-        resolve_config,
-    )
+    from fer_bench.training.resolve import resolve_cell, resolve_config
     from fer_bench.training.tasks import cleaning_rule
 
     # Progress goes to stderr so that --json output on stdout stays parseable.

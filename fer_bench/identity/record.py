@@ -15,9 +15,18 @@ from typing import Any
 import numpy as np
 
 from fer_bench.identity.cell import Cell
+from fer_bench.identity.strenum import StrEnum
 
 #: 2: the complete cell identity replaced (model, nhot, split, seed, config, config_hash).
 SCHEMA_VERSION = 2
+
+
+class Status(StrEnum):
+    """How a cell ended (``CellRecord.status``; stored as its text, so records written
+    before it existed load unchanged)."""
+
+    OK = "ok"
+    FAILED = "failed"
 
 
 def encode_uint8(values: np.ndarray) -> str:
@@ -93,7 +102,7 @@ class CellRecord:
     """
 
     cell: Cell
-    status: str = "ok"                      # "ok" | "failed"
+    status: Status = Status.OK
     error: str | None = None
     acc_honest: float | None = None
     acc_optimistic: float | None = None
@@ -150,6 +159,13 @@ class CellRecord:
     finished_at: str = ""
     schema_version: int = SCHEMA_VERSION
 
+    def __post_init__(self) -> None:
+        try:
+            self.status = Status(self.status)
+        except ValueError:
+            raise ValueError(f"record status {self.status!r} is not one of "
+                             f"{', '.join(Status)}") from None
+
     @property
     def cell_id(self) -> str:
         """Readable id, e.g. ``vgg16-n3-complex-s0`` (``fer_bench.identity.cell.cell_id``)."""
@@ -197,8 +213,11 @@ class CellRecord:
         return decode_bool(self.test_aligned, self.n_test) if self.test_aligned else None
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types only (the status as its text: xdist cannot send a str subclass)."""
         data = asdict(self)
         data["cell"] = self.cell.to_dict()
+        data["status"] = str(self.status)
+        data["profile"] = str(self.profile)
         return data
 
     @classmethod

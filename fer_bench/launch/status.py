@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from fer_bench.identity.strenum import StrEnum
 from fer_bench.launch.requeue import format_requeue, requeues
 from fer_bench.launch.slurm import JobState
 from fer_bench.planning.profiles import select_shard
@@ -37,7 +38,18 @@ from fer_bench.results.rundir import (
     shard_state,
 )
 
-CELL_STATES = ("done", "running", "failed", "skipped", "left")
+
+class CellState(StrEnum):
+    """A cell's state in a launch (see above)."""
+
+    DONE = "done"
+    RUNNING = "running"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    LEFT = "left"
+
+
+CELL_STATES = tuple(CellState)
 SHARD_STATES = ("done", "running", "failed", "missing")
 #: ``format_status`` lists this many of the latest requeues (``--json`` has all).
 REQUEUES_SHOWN = 10
@@ -50,7 +62,7 @@ class RunStatus:
     run_dir: Path
     manifest: dict[str, Any]
     shards: list[ShardState]
-    cells: dict[str, str] = field(default_factory=dict)
+    cells: dict[str, CellState] = field(default_factory=dict)
     cell_shard: dict[str, int] = field(default_factory=dict)
     claims_live: int = 0
     claims_stale: int = 0
@@ -101,25 +113,26 @@ class RunStatus:
                               for s in self.shards],
             "requeues": self.requeues,
             "cells_by_state": {state: sorted(n for n, s in self.cells.items() if s == state)
-                               for state in CELL_STATES if state != "done"},
+                               for state in CELL_STATES if state is not CellState.DONE},
         }
 
 
-def _cell_states(run_dir: Path, shard: ShardState, mine: list[str]) -> dict[str, str]:
+def _cell_states(run_dir: Path, shard: ShardState, mine: list[str]) -> dict[str, CellState]:
     """The state of each of ``mine`` from the shard's events (the last one per cell wins)."""
-    last: dict[str, str] = {}
+    last: dict[str, CellState | None] = {}   # None: started, not finished
     for event in read_events(run_dir, shard.index):
         node = event.get("nodeid")
         if event.get("event") == "start":
-            last[node] = "started"
+            last[node] = None
         elif event.get("event") == "finish":
             outcome = event.get("outcome")
-            last[node] = {"passed": "done", "skipped": "skipped"}.get(outcome, "failed")
+            last[node] = {"passed": CellState.DONE,
+                          "skipped": CellState.SKIPPED}.get(outcome, CellState.FAILED)
     states = {}
     for node in mine:
-        state = last.get(node, "left")
-        if state == "started":
-            state = "running" if shard.state == "running" else "left"
+        state = last.get(node, CellState.LEFT)
+        if state is None:
+            state = CellState.RUNNING if shard.state == "running" else CellState.LEFT
         states[node] = state
     return states
 
@@ -235,14 +248,15 @@ def format_status(status: RunStatus) -> str:
         if shard.state == "done" and shards["done"] == count:
             continue
         mine = [n for n, i in status.cell_shard.items() if i == shard.index]
-        finished = sum(status.cells[n] in ("done", "failed", "skipped") for n in mine)
+        finished = sum(status.cells[n] in (CellState.DONE, CellState.FAILED, CellState.SKIPPED)
+                       for n in mine)
         job = f", job {jobs[str(shard.index)]}" if str(shard.index) in jobs else ""
         progress = f"; {finished}/{len(mine)} cells finished" if mine else ""
         again = status.requeue_count(shard.index)
         again_text = f"; requeued {again} time(s)" if again else ""
         lines.append(f"  shard {shard.index}/{count}: {shard.state}: {shard.detail}{job}{progress}"
                      f"{again_text}")
-    for state in ("failed", "running"):
+    for state in (CellState.FAILED, CellState.RUNNING):
         nodes = sorted(n for n, s in status.cells.items() if s == state)
         if nodes:
             lines.append(f"{state} cells:")

@@ -2,12 +2,25 @@
 
 A profile only fills in what the user did not set: CLI > env > ini > profile > default.
 Its knobs that change what a cell learns (epochs, augmentation) go through
-``fer_bench.training.runner.resolve_config`` as overrides, so there is one config object.
+``fer_bench.training.resolve.resolve_config`` as overrides, so there is one config object.
+A profile is named by a ``ProfileName``; what differs between profiles is read from the
+``Profile``'s fields (``comparable``, ``lighter``, ...), never from its name's text.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from fer_bench.identity.strenum import StrEnum
+
+
+class ProfileName(StrEnum):
+    """The profiles there are (``--fer-profile``; a record's ``profile`` holds the text)."""
+
+    DEFAULT = "default"
+    SMOKE = "smoke"
+    CPU = "cpu"
+    PAPER = "paper"
 
 
 @dataclass(frozen=True)
@@ -19,43 +32,52 @@ class Profile:
     ``models``: default model names (``None`` = the plugin's default rule).
     ``augmentation``: a ``fer_bench.training.augment.sets`` set name (``None`` = the model's
     setting or "none").
+    ``comparable``: its numbers can stand beside the study's; False for a pipeline check
+    (few epochs on a small slice), which the leaderboard marks as such.
+    ``lighter``: the profiles that cost less, lightest first (what a run too long for a
+    CPU is pointed to).
     """
 
-    name: str
+    name: ProfileName
     subset: int | None = None
     epochs: int | None = None
     models: tuple[str, ...] | None = None
     augmentation: str | None = None
     description: str = ""
+    comparable: bool = True
+    lighter: tuple[ProfileName, ...] = (ProfileName.SMOKE, ProfileName.CPU)
 
     #: Seed of the subset draw; fixed so every machine and shard sees the same images.
     subset_seed: int = 0
 
 
-PROFILES: dict[str, Profile] = {
-    "default": Profile(
-        name="default",
+PROFILES: dict[ProfileName, Profile] = {
+    ProfileName.DEFAULT: Profile(
+        name=ProfileName.DEFAULT,
         description="no profile: full data, each model's own settings",
     ),
-    "smoke": Profile(
-        name="smoke",
+    ProfileName.SMOKE: Profile(
+        name=ProfileName.SMOKE,
         subset=4000,
         epochs=2,
         models=("small_cnn",),
         augmentation="none",
         description="~4000 cleaned images, 2 epochs, small_cnn: the whole grid in minutes on a CPU",
+        comparable=False,
+        lighter=(),
     ),
-    "cpu": Profile(
-        name="cpu",
+    ProfileName.CPU: Profile(
+        name=ProfileName.CPU,
         subset=None,
         epochs=3,
         models=("fast_resnet",),
         augmentation=None,
         description="full data on a CPU: fast_resnet and its own recipe (one-cycle SGD, "
                     "batched flip/shift) over 3 epochs, about 5 minutes per cell on 2 quiet cores",
+        lighter=(ProfileName.SMOKE,),
     ),
-    "paper": Profile(
-        name="paper",
+    ProfileName.PAPER: Profile(
+        name=ProfileName.PAPER,
         subset=None,
         epochs=None,
         models=None,
@@ -68,13 +90,19 @@ PROFILES: dict[str, Profile] = {
 
 def get_profile(name: str | None) -> Profile:
     """The profile called ``name`` (``None`` or "" = "default"); ValueError lists the valid ones."""
-    key = name or "default"
+    profile = profile_named(name or ProfileName.DEFAULT)
+    if profile is None:
+        raise ValueError(f"unknown fer_bench profile {name!r}; valid: {', '.join(PROFILES)}")
+    return profile
+
+
+def profile_named(text: str) -> Profile | None:
+    """The profile whose name is ``text`` (a record's ``profile``), None for any other text
+    ("" = no profile chosen, or a name this version does not know)."""
     try:
-        return PROFILES[key]
-    except KeyError:
-        raise ValueError(
-            f"unknown fer_bench profile {name!r}; valid: {', '.join(PROFILES)}"
-        ) from None
+        return PROFILES[ProfileName(text)]
+    except ValueError:
+        return None
 
 
 # --------------------------------------------------------------------------- grid options

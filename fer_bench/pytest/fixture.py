@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 import pytest
 
 from fer_bench.identity.cell import DEFAULT_ALIGNMENT
+from fer_bench.identity.record import Status
 from fer_bench.pytest.keys import RECORD
 
 
@@ -132,8 +133,8 @@ class FerCell:
         then its test fails with the error; the grid goes on.
         """
         from fer_bench.errors import CellSkipped, FerBenchError
+        from fer_bench.results.run import get_or_run_cell
         from fer_bench.training.preempt import CellPreempted
-        from fer_bench.training.runner import get_or_run_cell
 
         settings, progress = self.state.settings, self.state.progress
         progress.start_cell(self.id)
@@ -141,7 +142,7 @@ class FerCell:
             record, from_store = get_or_run_cell(
                 self.store, self.spec, self.dataset, self.cell, device=self.state.device,
                 rerun=settings.rerun, on_epoch=progress.on_epoch,
-                profile=settings.profile.name if settings.profile_chosen else "",
+                profile=str(settings.profile.name) if settings.profile_chosen else "",
                 init_path=self.init_path, experiment=self.experiment)
         except CellSkipped as exc:
             skip_line(str(exc))
@@ -155,13 +156,13 @@ class FerCell:
             benchmark.group = f"{self.experiment}-{self.cell.split}-{self.cell.model}"
             benchmark.extra_info.update({
                 "fer_bench": record.to_dict(), "from_store": from_store, "cell_id": record.cell_id,
-                "experiment": self.experiment, "profile": settings.profile.name,
+                "experiment": self.experiment, "profile": str(settings.profile.name),
                 "timing": "stored" if from_store else "measured",
             })
             fed = feed_epoch_times(benchmark, record.epoch_times_s)
             if benchmark.enabled and not fed:
                 self.state.untimed.append(record.to_dict())
         progress.finish_cell(record, from_store)
-        if record.status != "ok":
+        if record.status != Status.OK:
             pytest.fail(f"{record.cell_id} failed: {record.error}", pytrace=False)
         return record

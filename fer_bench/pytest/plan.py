@@ -63,7 +63,8 @@ def resolve_test_cell(state: Any, axes: dict[str, Any], datasets: Any, *,
     from fer_bench.identity.config import COMPILE_EVAL
     from fer_bench.models import get_model
     from fer_bench.training.augment.sets import needs_landmarks
-    from fer_bench.training.runner import check_init, default_device, resolve_cell, resolve_config
+    from fer_bench.training.device import default_device
+    from fer_bench.training.resolve import check_init, resolve_cell, resolve_config
     from fer_bench.training.tasks import cleaning_rule
 
     settings = state.settings
@@ -146,8 +147,8 @@ def build_plan(state: Any, items: list[pytest.Item], *, cost: bool = True) -> Pl
     from fer_bench.data.splits import make_split
     from fer_bench.errors import CellSkipped, FerBenchError
     from fer_bench.results.store import ResultStore
+    from fer_bench.training.device import default_device
     from fer_bench.training.estimate import RateCache, cell_work, estimate_seconds
-    from fer_bench.training.runner import default_device
 
     settings = state.settings
     store = ResultStore(settings.results)

@@ -368,7 +368,7 @@ def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, f
     from fer_bench.errors import CellSkipped, FerBenchError
     from fer_bench.pytest.fixture import FerCell, fail_line, skip_line
     from fer_bench.pytest.plan import resolve_test_cell
-    from fer_bench.training.runner import default_device
+    from fer_bench.training.device import default_device
 
     state = session_of(request.config)
     axes = {"model": fer_model, "variant": fer_variant, "split": fer_split, "seed": fer_seed,

@@ -22,6 +22,7 @@ from fer_bench.planning.profiles import (
     PROFILES,
     STUDY_MODELS,
     Profile,
+    ProfileName,
     get_profile,
     parse_int_list,
     parse_name_list,
@@ -61,7 +62,7 @@ OPTIONS: dict[str, tuple[str, bool]] = {
     "rerun": ("train every cell even when the result store has it", True),
     "compile": ("evaluate through torch.compile (inductor): compile=eval in each cell's "
                 "identity, compile seconds recorded apart from epoch time", True),
-    "profile": (f"run profile: {', '.join(p for p in PROFILES if p != 'default')}", False),
+    "profile": (f"run profile: {', '.join(p for p in PROFILES if p is not ProfileName.DEFAULT)}", False),
     "shard": ("run shard i of n (i/n): keeps the collected cells at positions p with "
               "p %% n == i-1", False),
     "plan": ("what to print before the first cell: cost (default: cells to train and from "

@@ -1,5 +1,6 @@
 """Device facts a cell record needs: synchronised clocks, peak memory, names, versions;
-and the CPU threading of batch-sized data ops (``one_thread_for_small``, ``select_batch``)."""
+the CPU threading of batch-sized data ops (``one_thread_for_small``, ``select_batch``) and
+cuDNN's autotuning scoped to one cell (``cudnn_autotune``)."""
 
 from __future__ import annotations
 
@@ -67,6 +68,23 @@ def one_thread_for_small(numel: int, device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+@contextmanager
+def cudnn_autotune(device: torch.device) -> Iterator[None]:
+    """``torch.backends.cudnn.benchmark`` on for the block when ``device`` is CUDA (cuDNN
+    times its kernels for each input shape and keeps the fastest), restored to its value
+    before the block afterwards, also when the block raises: one cell's choice never leaks
+    into the rest of the process. On other devices the block runs as it is."""
+    if device.type != "cuda":
+        yield
+        return
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 def select_batch(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

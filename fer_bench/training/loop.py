@@ -1,23 +1,19 @@
 """The training loop of one cell: what it holds (``TrainingRun``), one epoch's pass
-(``train_epoch``), its seeded random streams, and how a model failure is described.
+(``train_epoch``) and its seeded random streams.
 
-Moved out of ``runner`` so the checkpoint module (``training.checkpoint``) can capture and
-restore a ``TrainingRun`` without importing the runner. ``runner`` re-exports the public
-names (``EpochReport``, ``training_generators``, ``describe_model_failure``).
+Apart from ``runner`` so the checkpoint module (``training.checkpoint``) can capture and
+restore a ``TrainingRun`` without importing the runner.
 """
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from fer_bench.errors import CellFailed
 from fer_bench.identity.config import TrainConfig
-from fer_bench.identity.record import CellRecord
 from fer_bench.models import ModelSpec, logits_of
 from fer_bench.training import preempt
 from fer_bench.training.augment.sets import to_model_input
@@ -138,32 +134,3 @@ def train_epoch(run: TrainingRun, images: torch.Tensor, targets: torch.Tensor,
         kind = "NaN" if bool(torch.isnan(batch_losses[bad - 1])) else "infinite"
         raise CellFailed(f"{kind} loss at epoch {epoch}, batch {bad} for model {run.spec.name}")
     return seconds, float(batch_losses.mean())
-
-
-#: Functions whose frames tell the stage an exception came from: (file name, function).
-_STAGES = {("runner.py", "_build_checked_model"): "building the model",
-           ("loop.py", "train_epoch"): "training",
-           ("evaluate.py", "predict"): "evaluation"}
-_TORCH_DIR = str(Path(torch.__file__).resolve().parent)
-
-
-def describe_model_failure(model: str, record: CellRecord, exc: BaseException) -> str:
-    """The ``error`` of a cell ended by ``exc`` from model code: model, epoch, stage,
-    the exception's type and message, and where it was raised (outside torch)."""
-    frames = list(traceback.walk_tb(exc.__traceback__))
-    stage = ""
-    for frame, _ in frames:
-        key = (Path(frame.f_code.co_filename).name, frame.f_code.co_name)
-        stage = _STAGES.get(key, stage)
-    epoch = len(record.epoch_times_s) + 1
-    if stage == "building the model" or (not stage and record.params is None):
-        when = "while building the model (before epoch 1)"
-    else:
-        when = f"in epoch {epoch}" + (f" ({stage})" if stage else "")
-    where = ""
-    outside_torch = [(f, n) for f, n in frames if not f.f_code.co_filename.startswith(_TORCH_DIR)]
-    if outside_torch or frames:
-        frame, lineno = (outside_torch or frames)[-1]
-        where = f" at {Path(frame.f_code.co_filename).name}:{lineno}"
-    message = " ".join(str(exc).split()) or "(no message)"
-    return f"model {model} raised {type(exc).__name__} {when}{where}: {message}"

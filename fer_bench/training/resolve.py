@@ -2,8 +2,8 @@
 and its initialisation checked and loaded (``check_init``, ``load_weights_file``).
 
 SPEC defaults < model spec < profile < user, then the dataset fingerprint, device type,
-effective precision and the model's release. Moved out of ``runner`` (which re-exports
-every name) to keep it short; nothing here changes what a cell's identity holds.
+effective precision and the model's release. Apart from ``runner`` (which trains a cell
+once its identity is put together); nothing here changes what a cell's identity holds.
 """
 
 from __future__ import annotations

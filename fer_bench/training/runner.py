@@ -1,8 +1,8 @@
-"""Train and evaluate one cell -> ``CellRecord``.
+"""Train and evaluate one cell -> ``CellRecord`` (``run_cell``).
 
-``resolve_config`` and ``resolve_cell`` (``training.resolve``, re-exported here) are the
-one place a cell's identity is put together (SPEC defaults < model spec < profile < user,
-then the dataset fingerprint, device type, effective precision and the model's release).
+A cell's identity is put together in ``training.resolve`` (``resolve_config``,
+``resolve_cell``); asking the store first and storing the record is
+``fer_bench.results.run.get_or_run_cell``'s.
 
 The study's recipe (SPEC "Training defaults"): Adam(lr), the configured loss on the
 softmax output, ``epochs`` epochs of ``batch_size`` images with the last partial batch
@@ -16,9 +16,9 @@ best test accuracy over epochs, the figure the report used.
 
 Model-level failures (any exception from model code while building, training or
 evaluating; a wrong output shape, a NaN/inf loss, running out of memory) never escape: the
-cell comes back with ``status="failed"``, the message (model, epoch, exception) in
-``error`` and whatever was measured before. Bad configuration raises; so does
-``KeyboardInterrupt``.
+cell comes back with ``status=Status.FAILED``, the message (model, epoch, stage, exception)
+in ``error`` (``training.failure``) and whatever was measured before. Bad configuration
+raises; so does ``KeyboardInterrupt``.
 """
 
 from __future__ import annotations
@@ -30,57 +30,40 @@ import statistics
 import time
 import traceback
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from fer_bench.errors import CellFailed, CellSkipped, ConfigError, DataError, ModelError
-from fer_bench.identity.cell import Cell
 from fer_bench.identity.config import COMPILE_EVAL, TrainConfig
-from fer_bench.identity.record import CellRecord, encode_bool
+from fer_bench.identity.record import CellRecord, Status, encode_bool
 from fer_bench.models import ModelSpec, build_model, check_model_output
 from fer_bench.training import metrics, preempt
 from fer_bench.training.augment.sets import AUGMENTATIONS
 from fer_bench.training.checkpoint import CheckpointFile, capture, carry, resume
 from fer_bench.training.compiled import compile_for_eval
-from fer_bench.training.device import (
-    CellMemory,
-    default_device,
-    device_name,
-    package_versions,
-)
+from fer_bench.training.device import CellMemory, cudnn_autotune, device_name, package_versions
 from fer_bench.training.evaluate import eval_batch_size, fill_test_summary, predict
+from fer_bench.training.failure import OOM_ERRORS, Stage, describe_model_failure, entering
 from fer_bench.training.flops import cell_flops
 from fer_bench.training.loop import (
     AUGMENT_SEED_OFFSET,
-    LABEL_DRAW_SEED_OFFSET,
     Best,
     EpochReport,
     TrainingRun,
-    describe_model_failure,
     train_epoch,
     training_generators,
 )
 from fer_bench.training.losses import draw_one_hot, get_loss
 from fer_bench.training.recipe import WeightAverage, make_optimizer, make_schedule
-from fer_bench.training.resolve import (
-    check_init,
-    load_weights_file,
-    resolve_cell,
-    resolve_config,
-)
-from fer_bench.training.tasks import TaskData, build_task_data
+from fer_bench.training.resolve import check_init, load_weights_file
+from fer_bench.training.tasks import TaskData
 
-__all__ = ["AUGMENT_SEED_OFFSET", "LABEL_DRAW_SEED_OFFSET", "EpochReport", "check_init",
-           "default_device", "describe_model_failure", "get_or_run_cell", "load_weights_file",
-           "resolve_cell", "resolve_config", "run_cell", "training_generators"]
+__all__ = ["run_cell", "train_targets_sha256"]
 
 log = logging.getLogger(__name__)
-_OOM_ERRORS: tuple[type[BaseException], ...] = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
 
 
 def _now() -> str:
@@ -94,7 +77,7 @@ def _new_record(data: TaskData, device: torch.device, profile: str,
         n_train=data.n_train, n_val=data.n_val, n_test=data.n_test,
         dataset_label=data.dataset_label, dataset_fingerprint=data.dataset_fingerprint,
         split_fingerprint=data.split_fingerprint, init_file=str(init_path or ""),
-        profile=profile, versions=package_versions(), started_at=_now(),
+        profile=str(profile), versions=package_versions(), started_at=_now(),
         test_aligned="" if data.test_aligned is None else encode_bool(data.test_aligned),
         synthetic_taggers=data.taggers,
     )
@@ -140,7 +123,8 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
     channels_last = True
     setup_start = time.perf_counter()
     torch.manual_seed(seed)
-    model = _build_checked_model(spec, config, device, init_path)
+    with entering(Stage.BUILD):
+        model = _build_checked_model(spec, config, device, init_path)
     record.params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     flops_start = time.perf_counter()
     record.train_flops_per_image, record.eval_flops_per_image = cell_flops(
@@ -169,8 +153,10 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
                        flip_tta=config.tta == "flip")
     eval_model = run.eval_model
     if config.compile == COMPILE_EVAL:
-        eval_model, record.compile_seconds = compile_for_eval(
-            eval_model, eval_set_sizes={data.n_val, data.n_test}, device=device, **eval_kwargs)
+        with entering(Stage.EVALUATION):   # the warm-up evaluates every batch shape
+            eval_model, record.compile_seconds = compile_for_eval(
+                eval_model, eval_set_sizes={data.n_val, data.n_test}, device=device,
+                **eval_kwargs)
     trained_per_epoch = (images.shape[0] // config.batch_size) * config.batch_size
     # after compiling: the RNG states restored are the ones epoch k + 1 starts from
     resumed = resume(checkpoint, run, n_test=data.n_test, device=device) if checkpoint else None
@@ -185,9 +171,11 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
     try:
         for epoch in range(len(record.epoch_times_s) + 1, config.epochs + 1):
             epoch_targets = draw_one_hot(targets, label_draws) if loss_fn.draws_targets else targets
-            seconds, mean_loss = train_epoch(run, images, epoch_targets, epoch)
-            val_probs, val_seconds = predict(eval_model, data.val_images, **eval_kwargs)
-            test_probs, test_seconds = predict(eval_model, data.test_images, **eval_kwargs)
+            with entering(Stage.TRAINING):
+                seconds, mean_loss = train_epoch(run, images, epoch_targets, epoch)
+            with entering(Stage.EVALUATION):
+                val_probs, val_seconds = predict(eval_model, data.val_images, **eval_kwargs)
+                test_probs, test_seconds = predict(eval_model, data.test_images, **eval_kwargs)
             eval_seconds += val_seconds + test_seconds
             # argmax of a NaN row is class 0: catch it instead of scoring it as "neutral".
             if not bool(torch.isfinite(val_probs).all() and torch.isfinite(test_probs).all()):
@@ -274,12 +262,13 @@ def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | No
     started (``memory_kind`` "host_rss_cell_delta").
 
     Failure isolation: any exception from model code (building, a training step, an
-    evaluation pass) ends the cell with ``status="failed"`` and an ``error`` naming the
+    evaluation pass) ends the cell with ``Status.FAILED`` and an ``error`` naming the
     model, the epoch, the stage and the exception (type and message); the epochs finished
     before it stay in the record. Bad configuration (``ConfigError``, ``DataError``) and
     ``CellSkipped`` raise; ``KeyboardInterrupt`` stops the run (cells finished before it
-    are already stored by ``get_or_run_cell``).
+    are already stored by ``results.run.get_or_run_cell``).
     ``setup_seconds``: time already spent building ``data`` (counted in ``setup_s``).
+    On CUDA, ``cudnn.benchmark`` is on for this cell only (``device.cudnn_autotune``).
     ``checkpoint``: the cell's epoch checkpoint (``training.checkpoint``): continued from
     when there is one to trust, rewritten after every epoch (the caller removes it once the
     record is stored). A SIGTERM / SIGUSR1 noted by ``preempt`` raises ``CellPreempted``
@@ -296,26 +285,26 @@ def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | No
         raise ConfigError(f"model {spec.name!r} does not match cell {data.cell.id}")
     config = data.cell.recipe
     data = _on_device(data, device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     record = _new_record(data, device, profile, init_path)
     record.setup_s = setup_seconds
     memory = CellMemory(device).start()
     release = False
     try:
-        _train_and_evaluate(spec, data, device, record, on_epoch, init_path, checkpoint, cell_start)
+        with cudnn_autotune(device):
+            _train_and_evaluate(spec, data, device, record, on_epoch, init_path, checkpoint,
+                                cell_start)
     except CellFailed as exc:
-        record.status, record.error = "failed", str(exc)
-    except _OOM_ERRORS:
+        record.status, record.error = Status.FAILED, str(exc)
+    except OOM_ERRORS:
         release = True
-        record.status = "failed"
+        record.status = Status.FAILED
         record.error = (f"out of memory on {device} for model {spec.name} with batch size "
                         f"{config.batch_size} (input {config.input_size}px); lower the batch size")
     except (CellSkipped, ConfigError, DataError):
         raise
     except Exception as exc:   # model code: the cell fails, the grid goes on
         release = True
-        record.status, record.error = "failed", describe_model_failure(spec.name, record, exc)
+        record.status, record.error = Status.FAILED, describe_model_failure(spec.name, record, exc)
         log.debug("cell %s failed:\n%s", data.cell.id,
                   "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
     finally:
@@ -327,93 +316,3 @@ def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | No
     record.finished_at = _now()
     record.wall_s = (record.wall_s or 0.0) + time.perf_counter() - cell_start   # + earlier processes'
     return record
-
-
-def _usable(stored: CellRecord | None, clean: Any) -> bool:
-    """A stored record ``get_or_run_cell`` may return for data ``clean``: ok, and carrying
-    the ground-truth metrics when the data has a ``GroundTruth``."""
-    return (stored is not None and stored.status == "ok"
-            and (getattr(clean, "truth", None) is None or stored.kl_true_mean is not None))
-
-
-def get_or_run_cell(store: Any, spec: ModelSpec, clean: Any, cell: Cell, *,
-                    device: str | torch.device | None = None, rerun: bool = False,
-                    on_epoch: Callable[[EpochReport], None] | None = None,
-                    profile: str = "", init_path: Path | None = None,
-                    experiment: str = "") -> tuple[CellRecord, bool]:
-    """The stored record of exactly ``cell``, or train it and store the result.
-
-    Returns (record, from_store). The store (a ``fer_bench.results.store.ResultStore``) is asked
-    before any task data is built. A stored failed record is retried, not returned;
-    ``rerun`` trains regardless. Every finished cell, failed ones included, is stored.
-    ``cell.dataset`` must be ``clean``'s fingerprint.
-
-    Training happens under the store's claim on the cell (``ResultStore.claim``): a cell
-    another process is training is waited for, and the record it wrote meanwhile (ok or
-    failed) is returned from the store instead of training the cell a second time.
-    A stored record of data with a ``GroundTruth`` (synthetic) that lacks ``kl_true_mean``
-    (written before it was recorded) is trained again, so every such record carries it.
-
-    Epoch checkpoints (a store with ``checkpoint_path``, unless its ``checkpoints_enabled``
-    is False): the cell continues from its checkpoint when there is one (``rerun``
-    discards it), writes one after every epoch and removes it once the record is stored.
-    SIGTERM / SIGUSR1 during the call stop it at a safe point (``training.preempt``):
-    ``CellPreempted`` (exit status 75, requeue) after the claim is released.
-    """
-    if cell.dataset != clean.fingerprint:
-        raise ConfigError(f"cell {cell.id} names dataset {cell.dataset!r}, the data given is "
-                          f"{clean.fingerprint!r}")
-    with preempt.handling():
-        preempt.check(f"before cell {cell.id} started")
-        if not rerun:
-            stored = store.get(cell)
-            if _usable(stored, clean):
-                if hasattr(store, "checkpoint_path"):   # left by a kill after the record was written
-                    store.checkpoint_path(cell).unlink(missing_ok=True)
-                return stored, True
-        claim = getattr(store, "claim", None)
-        with claim(cell) if claim is not None else nullcontext() as written_meanwhile:
-            if written_meanwhile is not None:
-                return written_meanwhile, True
-            stored = None if rerun else store.get(cell)       # finished before our claim?
-            checkpoint = _checkpoint_of(store, cell, discard=rerun or _usable(stored, clean))
-            if _usable(stored, clean):
-                return stored, True
-            device = torch.device(device or default_device())
-            setup_start = time.perf_counter()
-            data = build_task_data(clean, cell, device=device)
-            try:
-                record = run_cell(spec, data, device=device, on_epoch=on_epoch, profile=profile,
-                                  init_path=init_path, checkpoint=checkpoint,
-                                  setup_seconds=time.perf_counter() - setup_start)
-            except preempt.CellPreempted as exc:
-                kept = checkpoint.describe() if checkpoint is not None else "no checkpoints"
-                exc.message = (f"cell {cell.id} {exc.message}; {kept}; exit "
-                               f"{preempt.REQUEUE_EXIT}: requeue to continue")
-                log.warning("%s", exc.message)
-                raise
-            record.experiment = experiment
-            store_start = time.perf_counter()
-            store.put(record)
-            # The file then holds the time of its own first write (a second write, a few ms).
-            record.store_s = time.perf_counter() - store_start
-            record.wall_s = (record.wall_s or 0.0) + record.store_s
-            store.put(record)
-            if checkpoint is not None:
-                checkpoint.remove()
-        preempt.check(f"after cell {cell.id} was stored")
-    return record, False
-
-
-def _checkpoint_of(store: Any, cell: Cell, *, discard: bool) -> CheckpointFile | None:
-    """``cell``'s checkpoint in ``store`` (None for a store without checkpoints), called
-    under the cell's claim: temp files of killed writes are removed, and the checkpoint too
-    when ``discard`` (a rerun, or the record is stored already)."""
-    path_of = getattr(store, "checkpoint_path", None)
-    if path_of is None or not getattr(store, "checkpoints_enabled", True):
-        return None
-    checkpoint = CheckpointFile(path_of(cell), cell)
-    if discard and checkpoint.path.exists():
-        log.info("cell %s: checkpoint %s discarded (rerun, or record stored)", cell.id, checkpoint.path)
-    checkpoint.remove() if discard else checkpoint.remove_leftovers()
-    return checkpoint

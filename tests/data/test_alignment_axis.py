@@ -55,7 +55,7 @@ def fake_alignment(data, token="dlib-hog-0123abcd"):
 
 def a_cell(data, alignment="none", augmentation="none"):
     from fer_bench.models import get_model
-    from fer_bench.training.runner import resolve_cell, resolve_config
+    from fer_bench.training.resolve import resolve_cell, resolve_config
 
     spec = get_model("small_cnn")
     config = resolve_config(spec, augmentation=augmentation, epochs=1)

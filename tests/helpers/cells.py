@@ -34,7 +34,7 @@ from fer_bench.errors import AlignError
 from fer_bench.identity.cell import Cell
 from fer_bench.identity.config import TrainConfig
 from fer_bench.models import ModelSpec, unregister_model
-from fer_bench.training.runner import resolve_cell, resolve_config
+from fer_bench.training.resolve import resolve_cell, resolve_config
 from fer_bench.training.tasks import TaskData, build_task_data
 
 

@@ -52,10 +52,11 @@ from fer_bench.data.clean import clean  # noqa: E402
 from fer_bench.data.synthetic import make_synthetic  # noqa: E402
 from fer_bench.models import ModelSpec  # noqa: E402
 from fer_bench.results.claims import ClaimSettings  # noqa: E402
+from fer_bench.results.run import get_or_run_cell  # noqa: E402
 from fer_bench.results.store import ResultStore  # noqa: E402
 from fer_bench.training import checkpoint, checkpoint_file  # noqa: E402
 from fer_bench.training.preempt import CellPreempted  # noqa: E402
-from fer_bench.training.runner import get_or_run_cell, resolve_cell, resolve_config  # noqa: E402
+from fer_bench.training.resolve import resolve_cell, resolve_config  # noqa: E402
 
 EPOCHS = 3
 N_IMAGES = 700

@@ -15,7 +15,8 @@ from fer_bench.errors import ConfigError
 from fer_bench.identity.cell import effective_precision
 from fer_bench.training.device import cpu_has_bf16
 from fer_bench.training.evaluate import fp32_logits
-from fer_bench.training.runner import resolve_config, run_cell
+from fer_bench.training.resolve import resolve_config
+from fer_bench.training.runner import run_cell
 from fer_bench.training.tasks import build_task_data
 from tests.helpers.cells import TinyNet, make_cell, tiny_spec
 
@@ -57,7 +58,7 @@ def test_a_bf16_cpu_cell_trains_evaluates_in_fp32_and_repeats(ferplus_clean):
     small = subset(ferplus_clean, 1200, seed=0)
     spec = tiny_spec()
     config = resolve_config(spec, epochs=2)
-    from fer_bench.training.runner import resolve_cell
+    from fer_bench.training.resolve import resolve_cell
 
     cell = resolve_cell(spec, variant="nhot-3", split="ordinary", seed=0, config=config,
                         dataset_fingerprint=small.fingerprint, device="cpu", precision="bf16")

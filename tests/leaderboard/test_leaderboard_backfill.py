@@ -19,7 +19,8 @@ from fer_bench.data.clean import clean, subset
 from fer_bench.identity.record import encode_uint8
 from fer_bench.planning.profiles import PROFILES
 from fer_bench.results.store import ResultStore
-from fer_bench.training.runner import resolve_config, run_cell
+from fer_bench.training.resolve import resolve_config
+from fer_bench.training.runner import run_cell
 from tests.helpers.cells import make_cell, task_for, tiny_spec
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "backfill_records.py"

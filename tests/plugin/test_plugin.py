@@ -269,7 +269,7 @@ class FakeConfig:
 
 
 def epoch_report(epoch: int, epochs: int = 4, seconds: float = 10.0):
-    from fer_bench.training.runner import EpochReport
+    from fer_bench.training.loop import EpochReport
 
     return EpochReport(epoch, epochs, seconds, 0.05, 0.5, 0.45)
 

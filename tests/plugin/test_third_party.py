@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from fer_bench.data.clean import subset
 from fer_bench.models import get_model, list_models
+from fer_bench.results.run import get_or_run_cell
 from fer_bench.results.store import ResultStore
-from fer_bench.training.runner import get_or_run_cell, resolve_config
+from fer_bench.training.resolve import resolve_config
 from tests.helpers.cells import make_cell
 from tests.helpers.plugin_pkg import TINY_FACTORY_BODY, make_entry_point_package
 

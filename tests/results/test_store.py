@@ -14,9 +14,10 @@ from fer_bench.identity.cell import PROTOCOL_VERSION, Cell
 from fer_bench.identity.config import TrainConfig
 from fer_bench.identity.record import CellRecord
 from fer_bench.models import ModelSpec
+from fer_bench.results import run as results_run
+from fer_bench.results.run import get_or_run_cell
 from fer_bench.results.store import ResultStore, default_root
-from fer_bench.training import runner
-from fer_bench.training.runner import get_or_run_cell, resolve_config
+from fer_bench.training.resolve import resolve_config
 from tests.helpers.cells import BuildCountingNet, make_cell
 
 CELL = Cell(model="vgg16", variant="nhot-3", split="complex", seed=0,
@@ -159,7 +160,7 @@ def test_second_call_comes_from_store_without_building_data(tmp_path, synthetic_
         raise AssertionError("task data must not be built for a stored cell")
 
     with monkeypatch.context() as patch:
-        patch.setattr(runner, "build_task_data", no_data)
+        patch.setattr(results_run, "build_task_data", no_data)
         again, from_store = get_or_run_cell(store, spec, synthetic_clean, cell)
     assert from_store and again == first and BuildCountingNet.built == 1
 

@@ -25,8 +25,9 @@ from fer_bench.errors import CellSkipped
 from fer_bench.models import ModelSpec
 from fer_bench.results import claims
 from fer_bench.results.claims import ClaimSettings, ClaimTimeout, acquire, read_claim
+from fer_bench.results.run import get_or_run_cell
 from fer_bench.results.store import ResultStore
-from fer_bench.training.runner import get_or_run_cell, resolve_config
+from fer_bench.training.resolve import resolve_config
 from tests.helpers import launch_grid
 from tests.helpers.cells import BuildCountingNet, make_cell
 
@@ -213,12 +214,12 @@ def test_a_failure_written_while_waiting_is_returned_not_retrained(tmp_path, sma
 def test_claim_is_released_when_training_raises(tmp_path, small_clean, spec_and_cell, monkeypatch):
     spec, cell = spec_and_cell
     store = ResultStore(tmp_path, claims=FAST)
-    from fer_bench.training import runner
+    from fer_bench.results import run as results_run
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "build_task_data", interrupted)
+    monkeypatch.setattr(results_run, "build_task_data", interrupted)
     with pytest.raises(KeyboardInterrupt):
         get_or_run_cell(store, spec, small_clean, cell)
     assert not store.claim_path(cell).exists() and store.get(cell) is None

@@ -125,7 +125,7 @@ def test_adaptive_set_without_landmarks_is_a_config_error():
 
 def test_resolve_cell_refuses_an_adaptive_cell_without_aligner():
     from fer_bench.models import get_model
-    from fer_bench.training.runner import resolve_cell, resolve_config
+    from fer_bench.training.resolve import resolve_cell, resolve_config
 
     spec = get_model("small_cnn")
     config = resolve_config(spec, augmentation=DEFAULT_ADAPTIVE, epochs=1)

@@ -20,11 +20,13 @@ from fer_bench.data.clean import clean
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.errors import ConfigError
 from fer_bench.models import ModelSpec
+from fer_bench.results.run import get_or_run_cell
 from fer_bench.results.store import ResultStore
 from fer_bench.training import runner
 from fer_bench.training.device import HOST_RSS_CELL_DELTA, CellMemory
 from fer_bench.training.evaluate import break_low_precision_ties, fp32_logits
-from fer_bench.training.runner import get_or_run_cell, resolve_config, run_cell
+from fer_bench.training.resolve import resolve_config
+from fer_bench.training.runner import run_cell
 from tests.helpers.cells import TINY_BATCH, TinyNet, make_cell, task_for, tiny_spec
 
 MIB = 2**20

@@ -17,10 +17,11 @@ import torch
 from fer_bench.data.clean import clean
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.identity.cell import PROTOCOL_VERSION
+from fer_bench.results.run import get_or_run_cell
 from fer_bench.results.store import ResultStore
 from fer_bench.training import checkpoint, checkpoint_file
 from fer_bench.training.checkpoint_file import read_info, verified_payload, write_checkpoint
-from fer_bench.training.runner import get_or_run_cell, resolve_config
+from fer_bench.training.resolve import resolve_config
 from tests.helpers.cells import make_cell, tiny_spec
 
 EPOCHS = 3

@@ -25,10 +25,11 @@ from fer_bench.data.clean import clean
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.models import unregister_model
 from fer_bench.results.claims import ClaimSettings, acquire
+from fer_bench.results.run import get_or_run_cell
 from fer_bench.results.store import ResultStore
 from fer_bench.training import preempt
 from fer_bench.training.checkpoint_file import read_info
-from fer_bench.training.runner import get_or_run_cell, resolve_config
+from fer_bench.training.resolve import resolve_config
 from tests.helpers.cells import BASE_ARGS, make_cell, tiny_spec
 
 pytest_plugins = ["pytester"]

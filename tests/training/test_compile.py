@@ -12,7 +12,8 @@ from fer_bench.errors import ConfigError
 from fer_bench.identity.cell import Cell
 from fer_bench.identity.config import TrainConfig
 from fer_bench.training.recipe import check_recipe
-from fer_bench.training.runner import resolve_config, run_cell
+from fer_bench.training.resolve import resolve_config
+from fer_bench.training.runner import run_cell
 from fer_bench.training.tasks import build_task_data
 from tests.helpers.cells import make_cell, rebind, tiny_spec
 

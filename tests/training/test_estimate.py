@@ -22,7 +22,8 @@ from fer_bench.training.estimate import (
     format_long,
     measure_rate,
 )
-from fer_bench.training.runner import resolve_cell, resolve_config, run_cell
+from fer_bench.training.resolve import resolve_cell, resolve_config
+from fer_bench.training.runner import run_cell
 from fer_bench.training.tasks import build_task_data
 
 

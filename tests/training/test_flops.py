@@ -11,7 +11,8 @@ from fer_bench.data.synthetic import make_synthetic
 from fer_bench.identity.config import TrainConfig
 from fer_bench.training import runner
 from fer_bench.training.flops import cell_flops, eval_flops_per_image, train_flops_per_image
-from fer_bench.training.runner import resolve_config, run_cell
+from fer_bench.training.resolve import resolve_config
+from fer_bench.training.runner import run_cell
 from tests.helpers.cells import task_for, tiny_spec
 
 SIDE = 4                     # input side: a [B, 1, 4, 4] image is 16 numbers

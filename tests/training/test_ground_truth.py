@@ -13,8 +13,9 @@ from fer_bench.data import clean, load_dataset, make_split, make_synthetic
 from fer_bench.data.clean import subset
 from fer_bench.data.sources import locate_source
 from fer_bench.errors import DataPathError
+from fer_bench.results.run import get_or_run_cell
 from fer_bench.training import metrics
-from fer_bench.training.runner import get_or_run_cell, run_cell
+from fer_bench.training.runner import run_cell
 from tests.helpers.cells import make_cell, run_benchmark_module, task_for, tiny_spec
 
 pytest_plugins = ["pytester"]

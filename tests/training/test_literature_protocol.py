@@ -22,7 +22,8 @@ from fer_bench.errors import ConfigError, SplitUnavailable
 from fer_bench.identity.record import CellRecord
 from fer_bench.models import ModelSpec, register_model, unregister_model
 from fer_bench.training.losses import get_loss
-from fer_bench.training.runner import resolve_cell, resolve_config, run_cell
+from fer_bench.training.resolve import resolve_cell, resolve_config
+from fer_bench.training.runner import run_cell
 from fer_bench.training.tasks import build_task_data, cleaning_rule
 
 MS_VARIANTS = ("ms-majority", "ms-probability", "ms-crossentropy", "ms-multitarget")

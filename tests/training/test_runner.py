@@ -15,7 +15,9 @@ from fer_bench.identity.config import TrainConfig
 from fer_bench.identity.record import CellRecord
 from fer_bench.models import ModelSpec
 from fer_bench.training import metrics
-from fer_bench.training.runner import EpochReport, resolve_config, run_cell
+from fer_bench.training.loop import EpochReport
+from fer_bench.training.resolve import resolve_config
+from fer_bench.training.runner import run_cell
 from fer_bench.training.tasks import build_task_data
 from tests.helpers.cells import TINY_BATCH, TinyNet, make_cell, rebind, tiny_spec
 

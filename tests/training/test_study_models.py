@@ -271,7 +271,7 @@ def _tiny_task_data(spec, **overrides):
     """2 train / 2 val / 2 test random faces with random 8-way distributions, as the
     ``TaskData`` of ``spec``'s cell (CPU, fp32): one epoch of one batch of 2, at 32x32
     (the smallest input RAN's crops serve) unless told otherwise, to keep the test fast."""
-    from fer_bench.training.runner import resolve_cell, resolve_config
+    from fer_bench.training.resolve import resolve_cell, resolve_config
     from fer_bench.training.tasks import TaskData
 
     config = resolve_config(spec, **{"epochs": 1, "batch_size": 2, "input_size": 32,
