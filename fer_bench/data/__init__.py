@@ -1,32 +1,54 @@
 """fer_bench.data: source -> clean -> split -> N-hot, one module per stage.
 
-Public names are re-exported here; ``load_dataset`` imports ``fer_bench.data.cache``
-only when called, so this package imports without the source readers.
+Public names are re-exported here lazily (module ``__getattr__``): importing this package,
+which every import of a ``fer_bench.data`` module does first, imports only ``clean``
+(numpy) and registers nothing. Registries import their own built-in modules on first use
+(``fer_bench.registry.Registry(builtins=...)``).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
+# Eager, and light (numpy only): the function ``clean`` shares its name with the submodule
+# ``clean``, whose import would otherwise leave the module under this name.
 from fer_bench.data.clean import clean, subset
-from fer_bench.data.labels.nhot import reduce_to_nhot
-from fer_bench.data.schema import EMOTIONS, USAGES, CleanDataset, RawDataset, Split
-from fer_bench.data.splits import SPLIT_NAMES, make_split
-from fer_bench.data.synthetic import make_synthetic
 
-# Registers Microsoft's FERPlus label modes (ms-*) and split official-majority in LABELS /
-# SPLITS; every import of a fer_bench.data module runs this package first.
-from fer_bench.data.labels import ferplus_ms as _ferplus_ms  # noqa: E402,F401  isort: skip
+#: public name -> the module that defines it
+_EXPORTS: dict[str, str] = {
+    "EMOTIONS": "fer_bench.data.schema",
+    "USAGES": "fer_bench.data.schema",
+    "RawDataset": "fer_bench.data.schema",
+    "CleanDataset": "fer_bench.data.schema",
+    "Split": "fer_bench.data.schema",
+    "make_split": "fer_bench.data.splits",
+    "SPLIT_NAMES": "fer_bench.data.splits",
+    "reduce_to_nhot": "fer_bench.data.labels.nhot",
+    "make_synthetic": "fer_bench.data.synthetic",
+}
+
+__all__ = ["CleanDataset", "EMOTIONS", "RawDataset", "SPLIT_NAMES", "Split", "USAGES", "clean",
+           "load_dataset", "make_split", "make_synthetic", "reduce_to_nhot", "subset"]
 
 
-def load_dataset(*args: Any, **kwargs: Any) -> RawDataset:
-    """The one data entry point; see ``fer_bench.data.cache.load_dataset``."""
+def load_dataset(*args: Any, **kwargs: Any) -> Any:
+    """The one data entry point (a ``RawDataset``); see ``fer_bench.data.cache.load_dataset``.
+    Imports the source readers only when called."""
     from fer_bench.data.cache import load_dataset as _load_dataset
 
     return _load_dataset(*args, **kwargs)
 
 
-__all__ = [
-    "EMOTIONS", "USAGES", "RawDataset", "CleanDataset", "Split", "clean", "subset",
-    "make_split", "SPLIT_NAMES", "reduce_to_nhot", "make_synthetic", "load_dataset",
-]
+def __getattr__(name: str) -> Any:
+    """The re-exported ``name``, its module imported on first access (cached here after)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

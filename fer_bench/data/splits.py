@@ -97,9 +97,11 @@ class SplitKind:
     eval_targets: Callable[[CleanDataset, np.ndarray], np.ndarray] | None = None
 
 
-#: Entry-point group ``fer_bench.splits``; targets are ``SplitKind`` objects.
+#: Entry-point group ``fer_bench.splits``; targets are ``SplitKind`` objects. Built-in module
+#: ``ferplus_ms`` registers ``official-majority`` (imported on the first lookup or listing).
 SPLITS: Registry[SplitKind] = Registry("split", "fer_bench.splits", instances_of(SplitKind, "split"),
-                                       option="--fer-splits")
+                                       option="--fer-splits",
+                                       builtins=("fer_bench.data.labels.ferplus_ms",))
 
 
 def _random_test(name: str) -> Callable[[CleanDataset, int, float], tuple[np.ndarray, ...]]:

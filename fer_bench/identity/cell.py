@@ -1,7 +1,8 @@
 """The cell: the one identity of a result (SPEC "Cell identity").
 
 A ``Cell`` holds everything that changes a result: the model and its release, the dataset
-variant (label treatment, augmentation set in the recipe, alignment), the recipe
+variant (label treatment, augmentation set in the recipe, alignment), the releases of the
+third-party plug-ins it uses (``plugin_releases``), the recipe
 (``TrainConfig``: loss, init, epochs, lr, batch, input size ...), the test split, the seed,
 the fingerprint of the exact images used, the device type and effective precision, and
 ``PROTOCOL_VERSION``. Two results may be reused or averaged together only when their cells
@@ -20,11 +21,13 @@ import hashlib
 import json
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 from fer_bench.data.align.axis import DEFAULT_ALIGNMENT
+from fer_bench.data.labels.treatments import nhot_of, variant_token
 from fer_bench.errors import ConfigError
 from fer_bench.fileio import file_sha256  # noqa: F401  (re-exported: init weights files)
 from fer_bench.identity.config import (
@@ -55,6 +58,10 @@ PRECISIONS = ("fp32", "bf16")
 #: What ``--fer-precision`` takes: "auto" resolves per device and model (``effective_precision``).
 PRECISION_CHOICES = ("auto", *PRECISIONS)
 _HASH_CHARS = 12
+#: Cell fields added after the identity's schema settled (as ``config.ADDED_FIELDS``):
+#: ``to_dict`` writes one only when it differs from this default, so every identity stored
+#: before it existed keeps its digest and store file.
+ADDED_CELL_FIELDS: dict[str, Any] = {"plugin_releases": ()}
 
 
 @dataclass(frozen=True)
@@ -69,6 +76,12 @@ class Cell:
     ``register_model``). ``alignment``: the aligner output the cell uses, "none",
     ``<aligner>-<settings hash>`` (aligned images) or ``landmarks-<aligner>-<hash>`` (source
     images, the aligner's landmarks for the augmentation): ``fer_bench.data.align.axis``.
+    ``plugin_releases``: (axis, "dist==version" or "in-process") of every plug-in the cell
+    uses that fer_bench does not build in (a loss, augmentation set, label treatment, split
+    kind or aligner of another distribution), sorted by axis; filled by
+    ``fer_bench.training.resolve.resolve_cell``. A mapping is accepted and stored sorted;
+    in ``to_dict`` it is a mapping, absent when empty (``ADDED_CELL_FIELDS``), so an upgraded
+    plug-in makes another cell while built-in cells keep their digests.
     """
 
     model: str
@@ -82,6 +95,10 @@ class Cell:
     device_type: str = "cpu"
     precision: str = "fp32"
     protocol: int = PROTOCOL_VERSION
+    plugin_releases: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "plugin_releases", _release_pairs(self.plugin_releases))
 
     # ------------------------------------------------------------ naming
     @property
@@ -91,9 +108,8 @@ class Cell:
 
     @property
     def nhot(self) -> int | None:
-        """N of an ``nhot-N`` variant, else None."""
-        match = re.fullmatch(r"nhot-(\d+)", self.variant)
-        return int(match.group(1)) if match else None
+        """N of an N-hot label treatment (``LabelTreatment.nhot``), else None."""
+        return nhot_of(self.variant)
 
     def axis(self, name: str) -> Any:
         """The value of axis ``name`` (a field of the cell or of its recipe)."""
@@ -117,8 +133,14 @@ class Cell:
 
     # ------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
+        """All fields (the recipe's ``TrainConfig.to_dict``, ``plugin_releases`` as a
+        mapping), except an ``ADDED_CELL_FIELDS`` one left at its default."""
         data = asdict(self)
         data["recipe"] = self.recipe.to_dict()
+        data["plugin_releases"] = dict(self.plugin_releases)
+        for name, default in ADDED_CELL_FIELDS.items():
+            if getattr(self, name) == default:
+                del data[name]
         return data
 
     @classmethod
@@ -145,15 +167,21 @@ class Cell:
         return replace(self, **cell_changes)
 
 
+def _release_pairs(releases: Mapping[str, str] | Iterable[tuple[str, str]]
+                   ) -> tuple[tuple[str, str], ...]:
+    """``Cell.plugin_releases`` as given (a mapping or (axis, release) pairs) -> sorted pairs."""
+    items = releases.items() if isinstance(releases, Mapping) else releases
+    return tuple(sorted((str(axis), str(release)) for axis, release in items))
+
+
 # ----------------------------------------------------------------- the id function
 def axis_token(axis: str, value: Any) -> str:
-    """The id text of one axis value: model -> as is; variant ``nhot-3`` -> ``n3`` (other
-    variants as is); split -> as is; seed 0 -> ``s0``; loss/augmentation/init/alignment/compile
-    -> ``loss=pld`` / ``aug=flip_rot20`` / ``init=file-1a2b3c4d`` / ``align=dlib-hog-a7589fb3``
-    / ``compile=eval``."""
+    """The id text of one axis value: model -> as is; variant -> its label treatment's
+    token (``nhot-3`` -> ``n3``, ``LabelTreatment.token``; an unregistered one as is); split
+    -> as is; seed 0 -> ``s0``; loss/augmentation/init/alignment/compile -> ``loss=pld`` /
+    ``aug=flip_rot20`` / ``init=file-1a2b3c4d`` / ``align=dlib-hog-a7589fb3`` / ``compile=eval``."""
     if axis == "variant":
-        match = re.fullmatch(r"nhot-(\d+)", str(value))
-        return f"n{match.group(1)}" if match else str(value)
+        return variant_token(str(value))
     if axis == "seed":
         return f"s{value}"
     if axis in OPTIONAL_AXES:

@@ -27,13 +27,13 @@ Rules (documented choices):
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import stats as scipy_stats
 
+from fer_bench.data.labels.treatments import nhot_of
 from fer_bench.errors import DataError
 from fer_bench.identity.record import CellRecord
 
@@ -156,9 +156,8 @@ class CellSummary:
 
     @property
     def nhot(self) -> int | None:
-        """N of an ``nhot-N`` variant, else None."""
-        match = re.fullmatch(r"nhot-(\d+)", self.variant)
-        return int(match.group(1)) if match else None
+        """N of an N-hot label treatment (``LabelTreatment.nhot``), else None."""
+        return nhot_of(self.variant)
 
     @property
     def failed(self) -> bool:

@@ -2,7 +2,8 @@
 and its initialisation checked and loaded (``check_init``, ``load_weights_file``).
 
 SPEC defaults < model spec < profile < user, then the dataset fingerprint, device type,
-effective precision and the model's release. Apart from ``runner`` (which trains a cell
+effective precision, the model's release and the releases of the other plug-ins the cell
+uses (``plugin_releases``). Apart from ``runner`` (which trains a cell
 once its identity is put together); nothing here changes what a cell's identity holds.
 """
 
@@ -26,9 +27,10 @@ from fer_bench.identity.cell import (
 )
 from fer_bench.identity.config import TrainConfig
 from fer_bench.models import ModelSpec
+from fer_bench.training.augment.base import AUGMENTATIONS
 from fer_bench.training.augment.sets import check_augmentation, needs_landmarks
 from fer_bench.training.device import cpu_has_bf16
-from fer_bench.training.losses import get_loss
+from fer_bench.training.losses import LOSSES, get_loss
 from fer_bench.training.recipe import check_recipe
 
 _SPEC_CONFIG_FIELDS = ("epochs", "lr", "batch_size", "loss", "augmentation", "input_size")
@@ -67,21 +69,41 @@ def resolve_cell(spec: ModelSpec, *, variant: str, split: str, seed: int, config
     ``alignment``: the aligner output the cell uses (``data.alignment.cell_alignment``);
     ``ConfigError`` when the augmentation needs landmarks and it has none."""
     from fer_bench.data.align.axis import parse_cell_alignment
-    from fer_bench.data.splits import SPLITS
 
-    LABELS.get(variant)
-    SPLITS.get(split)
-    if needs_landmarks(config.augmentation) and parse_cell_alignment(alignment) is None:
+    use = parse_cell_alignment(alignment)
+    if needs_landmarks(config.augmentation) and use is None:
         raise ConfigError(f"augmentation {config.augmentation!r} needs face landmarks: give "
                           "the cell an aligner (alignment axis, data.align.axis.cell_alignment)")
+    releases = plugin_releases(variant=variant, split=split, loss=config.loss,
+                               augmentation=config.augmentation,
+                               aligner=use.aligner if use is not None else None)
     device_type = torch.device(device).type
     return Cell(model=spec.name, variant=variant, split=split, seed=int(seed), recipe=config,
                 model_release=spec.release or "unregistered", alignment=alignment,
-                dataset=dataset_fingerprint,
+                dataset=dataset_fingerprint, plugin_releases=releases,
                 device_type=device_type,
                 precision=effective_precision(device_type, precision,
                                               model_cpu_precision=spec.cpu_precision,
                                               cpu_has_bf16=device_type == "cpu" and cpu_has_bf16()))
+
+
+def plugin_releases(*, variant: str, split: str, loss: str, augmentation: str,
+                    aligner: str | None = None) -> dict[str, str]:
+    """axis -> "dist==version" (or "in-process") of each plug-in a cell uses that fer_bench
+    does not build in: its label treatment (axis ``variant``), split kind, loss, augmentation
+    set and aligner (axis ``alignment``; None: no aligner). Empty for a built-ins-only cell,
+    whose identity then stays what it was before plug-in releases entered it
+    (``Cell.plugin_releases``). Looks every name up, so an unknown or broken one raises
+    ``ConfigError`` (close names suggested)."""
+    from fer_bench.data.align.axis import ALIGNERS
+    from fer_bench.data.splits import SPLITS
+
+    used = [("variant", LABELS, variant), ("split", SPLITS, split), ("loss", LOSSES, loss),
+            ("augmentation", AUGMENTATIONS, augmentation)]
+    if aligner is not None:
+        used.append(("alignment", ALIGNERS, aligner))
+    releases = {axis: registry.release(name) for axis, registry, name in used}
+    return {axis: release for axis, release in releases.items() if release is not None}
 
 
 def check_init(spec: ModelSpec, init: InitChoice | str) -> None:

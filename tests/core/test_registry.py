@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
+import warnings
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from torch import nn
 from fer_bench.cli.listing import list_command
 from fer_bench.errors import ModelError
 from fer_bench.models import (
+    MODELS,
     ModelSpec,
     build_model,
     check_model_output,
@@ -88,8 +90,10 @@ def test_broken_plugin_is_reported_and_skipped(tmp_path, monkeypatch):
     assert "goodpkg" in loadable
     assert "broken_net" not in loadable
 
-    with pytest.warns(UserWarning, match="boom"):
+    with warnings.catch_warnings():   # warned once above: never again in this process
+        warnings.simplefilter("error")
         entries = {e.name: e for e in list_entries(load=True)}
+        assert "broken_net" not in list_models(loadable_only=True)
     assert entries["goodpkg"].loaded and entries["goodpkg"].error is None
     assert not entries["broken_net"].loaded
     assert entries["broken_net"].error == "RuntimeError: boom at import of brokenpkg"
@@ -222,6 +226,12 @@ def test_list_models_command_shows_status_and_broken_plugins(tmp_path, monkeypat
 def test_list_models_command_with_no_models(monkeypatch, capsys):
     monkeypatch.setattr(importlib.metadata, "entry_points",
                         lambda **kw: importlib.metadata.EntryPoints(()))
-    assert list_models() == []
-    assert list_command("models") == 0
+    MODELS.refresh()   # the metadata changed under a registry that read it already
+    try:
+        assert list_models() == []
+        assert list_command("models") == 0
+    finally:
+        monkeypatch.undo()
+        MODELS.refresh()
     assert "no models registered" in capsys.readouterr().out
+    assert "small_cnn" in list_models()

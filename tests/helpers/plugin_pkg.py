@@ -38,11 +38,13 @@ def make_entry_point_package(
     dist_name: str | None = None,
     version: str = "0.1",
     monkeypatch: pytest.MonkeyPatch | None = None,
+    group: str = ENTRY_POINT_GROUP,
 ) -> Path:
     """Write package ``name`` (``name/__init__.py`` = ``body``) and its dist-info.
 
     ``models`` maps model name -> entry point target, either "module:attr" or just "attr"
-    of the package module (default ``{name: "factory"}``). ``dist_name`` defaults to
+    of the package module (default ``{name: "factory"}``), declared in entry-point ``group``
+    (default ``fer_bench.models``; e.g. ``fer_bench.losses`` for losses). ``dist_name`` defaults to
     ``name``. Returns the folder to put on ``sys.path``; with ``monkeypatch`` given it is
     prepended now (undone after the test), importlib caches are cleared, and a module
     ``name`` is dropped from ``sys.modules`` now and again after the test.
@@ -57,7 +59,7 @@ def make_entry_point_package(
     dist_info.mkdir()
     (dist_info / "METADATA").write_text(
         f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: {version}\n")
-    lines = [f"[{ENTRY_POINT_GROUP}]"]
+    lines = [f"[{group}]"]
     for model, target in models.items():
         lines.append(f"{model} = {target if ':' in target else f'{name}:{target}'}")
     (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")

@@ -3,11 +3,37 @@
 
 Modules: ``base`` (the registry, ``AugmentationSet``, the ops ``hflip`` / ``rotate``),
 ``sets`` (the study's static sets and the online ones, ``to_model_input``),
-``adaptive`` (the adaptive family of report 5.3.2, registered when ``sets`` is imported).
+``adaptive`` (the adaptive family of report 5.3.2). ``AUGMENTATIONS`` imports ``sets`` and
+``adaptive`` (its built-in modules) on its first lookup or listing; the names below are
+re-exported lazily, so importing this package registers nothing.
 """
 
-from fer_bench.training.augment.base import AUGMENTATIONS, AugmentationSet
-from fer_bench.training.augment.sets import check_augmentation, needs_landmarks, to_model_input
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS: dict[str, str] = {
+    "AUGMENTATIONS": "fer_bench.training.augment.base",
+    "AugmentationSet": "fer_bench.training.augment.base",
+    "check_augmentation": "fer_bench.training.augment.base",
+    "needs_landmarks": "fer_bench.training.augment.sets",
+    "to_model_input": "fer_bench.training.augment.sets",
+}
 
 __all__ = ["AUGMENTATIONS", "AugmentationSet", "check_augmentation", "needs_landmarks",
            "to_model_input"]
+
+
+def __getattr__(name: str) -> Any:
+    """The re-exported ``name``, its module imported on first access (cached here after)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

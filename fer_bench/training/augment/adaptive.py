@@ -12,8 +12,8 @@ family ``adaptive_x1=<X1>_x2=<X2>`` (any well-formed name works, e.g.
 * no landmarks (NaN): the full set, as ``flip_rot20``.
 
 Between 3x and 4x; ``adaptive_size`` counts it for given inclinations. The family is
-registered in ``AUGMENTATIONS`` (``training.augment_base``) when this module is imported,
-which ``training.augment`` does, so importing either registers it.
+registered in ``AUGMENTATIONS`` (``augment.base``) when this module is imported, which the
+registry does on its first lookup or listing (one of its built-in modules).
 """
 
 from __future__ import annotations

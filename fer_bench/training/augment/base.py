@@ -1,8 +1,9 @@
 """The augmentation registry and the tensor ops its sets are built from: ``AugmentationSet``,
 ``AUGMENTATIONS`` (entry-point group ``fer_bench.augmentations``), ``hflip`` and ``rotate``.
 
-A leaf of ``training``: the study's sets and the online sets (``training.augment``) and the
-adaptive family (``training.adaptive``) import from here, never from each other. Positive
+A leaf of ``training``: the study's sets and the online sets (``augment.sets``) and the
+adaptive family (``augment.adaptive``) import from here, never from each other; both are
+``AUGMENTATIONS``' built-in modules, imported on its first lookup or listing. Positive
 angles rotate counter-clockwise as the image is displayed; rotation samples bilinearly and
 fills the corners from the nearest border pixel (Keras' ``fill_mode="nearest"``).
 """
@@ -71,9 +72,12 @@ class AugmentationSet:
 
 
 #: Entry-point group ``fer_bench.augmentations``; targets are ``AugmentationSet`` objects.
+#: Its built-in modules (the study's and online sets, the adaptive family) are imported on
+#: the first lookup or listing.
 AUGMENTATIONS: Registry[AugmentationSet] = Registry(
     "augmentation", "fer_bench.augmentations", instances_of(AugmentationSet, "augmentation"),
-    option="--fer-augmentation")
+    option="--fer-augmentation",
+    builtins=("fer_bench.training.augment.sets", "fer_bench.training.augment.adaptive"))
 
 
 def check_augmentation(name: str) -> None:

@@ -13,9 +13,9 @@ flip_rr        Base + Flip + Rotate +a_i + Rotate -b_i, a_i, b_i ~ U[10,30] 4x
 =============  =========================================================  ======
 
 Adaptive sets (report 5.3.2), the family ``adaptive_x1=<X1>_x2=<X2>``, choose each image's
-copies from the inclination of its eye line: ``fer_bench.training.augment.adaptive``, imported here
-so that the family is registered whenever the sets are. The registry itself and the ops
-(``hflip``, ``rotate``) live in ``training.augment_base``, which both import.
+copies from the inclination of its eye line: ``fer_bench.training.augment.adaptive``. The
+registry itself and the ops (``hflip``, ``rotate``) live in ``augment.base``, which both
+import; the registry imports both modules on its first lookup or listing.
 
 Online sets (beyond the study) transform every training batch afresh on the device instead:
 ``rand_flip`` (random mirror), ``rand_flip_shift2`` / ``rand_flip_shift4`` (random mirror and
@@ -32,7 +32,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import fer_bench.training.augment.adaptive  # noqa: F401  (registers the family)
 from fer_bench.training.augment.base import (  # noqa: F401  (re-exported: the augment API)
     AUGMENTATIONS,
     AugmentationSet,
