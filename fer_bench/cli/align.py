@@ -87,7 +87,7 @@ def align_summary(raw: Any, result: Any, load_average: dict[str, Any] | None = N
     """The ``--json`` object (``SUMMARY_KEYS``) for one ``RawDataset`` and its ``AlignResult``."""
     import numpy as np
 
-    from fer_bench.data.align.run import coverage_share
+    from fer_bench.data.align.result import coverage_share
 
     coverage = result.coverage()
     x = complexity_of_raw(raw)
@@ -138,7 +138,8 @@ def data_align_command(args: Any) -> int:
     """``fer-bench data align``: load (through the data cache), align (through the alignment
     cache), print JSON or tables. Progress lines are INFO records of the
     ``fer_bench.data.align.run`` logger (``fer_bench.cli.main`` sends them to stderr)."""
-    from fer_bench.data.align.run import AlignSettings, align_dataset
+    from fer_bench.data.align.run import align_dataset
+    from fer_bench.data.align.settings import AlignSettings
     from fer_bench.data.cache import load_dataset
 
     try:

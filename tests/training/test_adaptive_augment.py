@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from fer_bench.data.align.run import eye_angle
+from fer_bench.data.align.geometry import eye_angle
 from fer_bench.errors import ConfigError
 from fer_bench.training.augment.adaptive import (
     ADAPTIVE_TEMPLATE,

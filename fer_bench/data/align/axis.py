@@ -4,7 +4,7 @@ An axis value is ``"none"`` or an aligner name of ``ALIGNERS`` (``dlib-hog``, ``
 entry-point group ``fer_bench.aligners``, targets ``AlignSettings``). The cleaned data's
 fingerprint hashes names and votes, not pixels, so a cell's ``alignment`` field carries
 the aligner's identity itself (``cell_alignment``), ``<aligner>-<first 8 hex of
-align.settings_key>`` (the settings, the sha256 of every dlib model file and dlib's
+align.settings.settings_key>`` (the settings, the sha256 of every dlib model file and dlib's
 version):
 
 * ``none``: no aligner output is used;
@@ -34,13 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from fer_bench.data.align.run import (
-    AlignResult,
-    AlignSettings,
-    align_dataset,
-    load_aligned,
-    settings_key,
-)
+from fer_bench.data.align.cache import load_aligned
+from fer_bench.data.align.result import AlignResult
+from fer_bench.data.align.run import align_dataset
+from fer_bench.data.align.settings import AlignSettings, settings_key
 from fer_bench.data.schema import CleanDataset, RawDataset
 from fer_bench.errors import ConfigError, DataError
 from fer_bench.registry import Registry, instances_of
