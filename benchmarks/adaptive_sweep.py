@@ -37,45 +37,48 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from fer_bench.data.align.axis import align_clean, resolve_alignment
+    from fer_bench.data.align.axis import DEFAULT_ALIGNMENT, align_clean
     from fer_bench.data.cache import load_dataset
     from fer_bench.data.clean import clean, subset
     from fer_bench.data.splits import make_split
-    from fer_bench.models import get_model
+    from fer_bench.planning.cells import CellRequest, plan_cell
     from fer_bench.results.run import get_or_run_cell
     from fer_bench.results.store import ResultStore
     from fer_bench.training.augment.adaptive import adaptive_name, adaptive_size
-    from fer_bench.training.augment.sets import AUGMENTATIONS, needs_landmarks
-    from fer_bench.training.resolve import resolve_cell, resolve_config
+    from fer_bench.training.augment.sets import AUGMENTATIONS
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    raw = load_dataset(args.data)
-    data = subset(clean(raw), args.subset, seed=0)
-    data = align_clean(raw, data, "dlib-hog", rows_only=True)
-    store = ResultStore(args.results)
-    spec = get_model(args.model)
     seeds = [int(s) for s in args.seeds.split(",")]
     pairs = [tuple(float(v) for v in pair.split(":")) for pair in args.grid.split(",")]
     sets = [("none", None), ("flip_rot20", None),
             *((adaptive_name(*pair), pair) for pair in pairs)]   # (name, (X1, X2) or None)
+    # Every cell planned (and checked) before the data is loaded.
+    plans = {(name, seed): plan_cell(CellRequest(
+                 model=args.model, variant="nhot-8", split="ordinary", seed=seed,
+                 augmentation=name, epochs=args.epochs, device="cpu"))
+             for name, _ in sets for seed in seeds}
+    (rule,) = {plan.cleaning for plan in plans.values()}    # nhot-8 on ordinary: "study"
+    raw = load_dataset(args.data)
+    data = subset(clean(raw, rule), args.subset, seed=0)
+    aligners = {plan.aligner for plan in plans.values()} - {DEFAULT_ALIGNMENT}
+    if aligners:   # the adaptive sets' inclination: the default landmark aligner, dlib-hog
+        (aligner,) = aligners
+        data = align_clean(raw, data, aligner, rows_only=True)
+    store = ResultStore(args.results)
     rows = []
     for name, pair in sets:
-        alignment, landmarks = resolve_alignment("none", landmarks=needs_landmarks(name))   # landmarks only where the set needs them
-        needs = landmarks is not None
         honest, sizes = [], []
         for seed in seeds:
-            config = resolve_config(spec, epochs=args.epochs, augmentation=name)
-            cell = resolve_cell(spec, variant="nhot-8", split="ordinary", seed=seed, config=config,
-                                dataset_fingerprint=data.fingerprint, device="cpu",
-                                alignment=alignment)
-            train = make_split(data, "ordinary", seed).train
-            if needs:
+            plan = plans[(name, seed)]
+            cell = plan.cell(data.fingerprint)
+            train = make_split(data, cell.split, seed, cell.recipe.val_fraction).train
+            if pair is not None:
                 sizes.append(adaptive_size(data.alignment.inclination[train], *pair) / (4 * len(train)))
             else:
                 sizes.append(AUGMENTATIONS.get(name).multiple / 4)
             start = time.perf_counter()
-            record, cached = get_or_run_cell(store, spec, data, cell, device="cpu",
+            record, cached = get_or_run_cell(store, plan.spec, data, cell, device=plan.device,
                                              experiment="adaptive_sweep")
             honest.append(record.acc_honest)
             line = {"set": name, "seed": seed, "honest": record.acc_honest,

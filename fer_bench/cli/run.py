@@ -72,99 +72,72 @@ def record_table(record: CellRecord, store_path: str, from_store: bool) -> Table
     return table
 
 
-def _as_option_error(option: str, check, *args):
-    """``check(*args)``; a ``ConfigError`` it raises is re-raised naming ``option``."""
-    from fer_bench.errors import ConfigError
-
-    try:
-        return check(*args)
-    except ConfigError as exc:
-        message = str(exc).replace(f"--fer-{option.removeprefix('--')}", option)
-        raise ConfigError(message if option in message else f"argument {option}: {message}") from None
+#: ``fer-bench run``'s option of each ``CellRequest`` field, named in its error messages.
+RUN_OPTIONS = {"model": "--model", "split": "--split", "seed": "--seed", "loss": "--loss",
+               "augmentation": "--augmentation", "init": "--init", "alignment": "--alignment",
+               "epochs": "--epochs", "precision": "--precision", "device": "--device"}
 
 
-def check_device(device: str) -> None:
-    """``ConfigError`` (exit 2) when ``device`` names an accelerator this machine lacks."""
-    import torch
+def plan_run(args: Any) -> Any:
+    """The checked plan (``planning.cells.CellPlan``) of ``fer-bench run``'s options: the
+    variant is ``--variant``, else ``nhot-<--nhot>``, else ``nhot-8``. A bad option raises
+    ``ConfigError`` naming it (``argument --loss: unknown loss ...``); nothing is loaded."""
+    from fer_bench.data.labels.treatments import nhot_variant
+    from fer_bench.planning.cells import DEFAULT_VARIANT, CellRequest, OptionNames, plan_cell
 
-    from fer_bench.errors import ConfigError
+    if args.variant:
+        variant, variant_option = args.variant, "--variant"
+    else:
+        variant = DEFAULT_VARIANT if args.nhot is None else nhot_variant(args.nhot)
+        variant_option = "--nhot"
+    request = CellRequest(model=args.model, variant=variant, split=args.split, seed=args.seed,
+                          loss=args.loss, augmentation=args.augmentation, init=args.init,
+                          alignment=args.alignment, epochs=args.epochs, compile=args.compile,
+                          precision=args.precision, device=args.device)
+    names = OptionNames({**RUN_OPTIONS, "variant": variant_option}, prefix="argument ")
+    return plan_cell(request, names)
 
-    kind, _, index = device.partition(":")
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"argument --device: {device!r} asked for, but CUDA is not "
-                              f"available on this machine; use --device cpu")
-        if index and int(index) >= torch.cuda.device_count():
-            raise ConfigError(f"argument --device: {device!r}: this machine has "
-                              f"{torch.cuda.device_count()} CUDA device(s), cuda:0.."
-                              f"cuda:{torch.cuda.device_count() - 1}")
-    elif kind == "mps" and not (getattr(torch.backends, "mps", None)
-                                and torch.backends.mps.is_available()):
-        raise ConfigError(f"argument --device: {device!r} asked for, but MPS is not available "
-                          f"on this machine; use --device cpu")
+
+def load_run_data(args: Any, plan: Any) -> Any:
+    """The data of ``fer-bench run``'s cell: ``--data`` loaded, cleaned by the plan's rule,
+    with its aligner's output attached when it reads one (from the aligner's cache, else the
+    aligner runs on every core)."""
+    from fer_bench.data.align.axis import DEFAULT_ALIGNMENT, align_clean
+    from fer_bench.data.cache import load_dataset
+    from fer_bench.data.clean import clean
+
+    raw = load_dataset(args.data, format=args.format, labels=args.labels)
+    data = clean(raw, plan.cleaning)
+    if plan.aligner != DEFAULT_ALIGNMENT:
+        data = align_clean(raw, data, plan.aligner)
+    return data
 
 
 def run_command(args: Any) -> int:
     """Run ``fer-bench run``; returns 0 when the cell is ok, 1 when it failed (the record
     is printed, then one ``fer-bench: error:`` line on stderr).
 
-    Every option is checked before the data is loaded; a bad one raises ``ConfigError``
-    naming it (``fer_bench.cli.main`` prints it as one line, exit 2).
+    Every option is checked before the data is loaded (``plan_run``); a bad one raises
+    ``ConfigError`` naming it (``fer_bench.cli.main`` prints it as one line, exit 2).
     """
-    from fer_bench.data.align.axis import align_clean, check_alignment, resolve_alignment
-    from fer_bench.data.cache import load_dataset
-    from fer_bench.data.clean import clean
-    from fer_bench.data.labels.treatments import LABELS, nhot_variant
-    from fer_bench.data.splits import SPLITS
-    from fer_bench.errors import ConfigError
-    from fer_bench.identity.cell import resolve_init
-    from fer_bench.identity.config import COMPILE_EVAL
-    from fer_bench.models import MODELS, get_model
     from fer_bench.results.run import get_or_run_cell
     from fer_bench.results.store import ResultStore
-    from fer_bench.training.augment.sets import check_augmentation, needs_landmarks
-    from fer_bench.training.device import default_device
-    from fer_bench.training.losses import get_loss
-    from fer_bench.training.resolve import resolve_cell, resolve_config
-    from fer_bench.training.tasks import cleaning_rule
 
     # Progress goes to stderr so that --json output on stdout stays parseable.
     console = wide_console(sys.stderr if args.json else sys.stdout)
-    if args.model not in MODELS:
-        raise ConfigError(f"argument --model: {MODELS.unknown_message(args.model, MODELS.names())}")
-    spec = get_model(args.model)
-    init = _as_option_error("--init", resolve_init, args.init)
-    if args.loss is not None:
-        _as_option_error("--loss", get_loss, args.loss)
-    if args.augmentation is not None:
-        _as_option_error("--augmentation", check_augmentation, args.augmentation)
-    config = resolve_config(spec, epochs=args.epochs, loss=args.loss,
-                            augmentation=args.augmentation, init=init.name,
-                            compile=COMPILE_EVAL if args.compile else None)
-    variant = args.variant or nhot_variant(args.nhot if args.nhot is not None else 8)
-    _as_option_error("--variant" if args.variant else "--nhot", LABELS.get, variant)
-    _as_option_error("--split", SPLITS.get, args.split)
-    rule = _as_option_error("--split", cleaning_rule, variant, args.split)
-    aligner = _as_option_error("--alignment", check_alignment, args.alignment)
-    alignment, use = resolve_alignment(aligner, landmarks=needs_landmarks(config.augmentation))
-    device = args.device or default_device()
-    check_device(device)
+    plan = plan_run(args)
     store = ResultStore(args.results)
-    raw = load_dataset(args.data, format=args.format, labels=args.labels)
-    data = clean(raw, rule)
-    if use is not None:   # the aligner's cache, else it runs on every core
-        data = align_clean(raw, data, use.aligner)
-    cell = resolve_cell(spec, variant=variant, split=args.split, seed=args.seed, config=config,
-                        dataset_fingerprint=data.fingerprint, device=device,
-                        precision=args.precision, alignment=alignment)
-    console.print(f"{cell.id} on {data.label} ({len(data)} images), device {device}, "
+    data = load_run_data(args, plan)
+    cell = plan.cell(data.fingerprint)
+    console.print(f"{cell.id} on {data.label} ({len(data)} images), device {plan.device}, "
                   f"identity {cell.digest()}")
 
     def on_epoch(report: EpochReport) -> None:
         console.print(_epoch_line(report), highlight=False)
 
-    record, from_store = get_or_run_cell(store, spec, data, cell, device=device, rerun=args.rerun,
-                                         on_epoch=on_epoch, init_path=init.path, experiment="run")
+    record, from_store = get_or_run_cell(store, plan.spec, data, cell, device=plan.device,
+                                         rerun=args.rerun, on_epoch=on_epoch,
+                                         init_path=plan.init_path, experiment="run")
     store_path = str(store.path(cell))
     if args.json:
         payload = {"record": record.to_dict(), "store_path": store_path, "from_store": from_store}

@@ -1,8 +1,8 @@
 """What a pytest run of fer_bench cells is about to do, printed before its first cell.
 
-``resolve_test_cell`` turns one test's axis values into its cell's complete identity (the
-``fer_cell`` fixture and the plan share it, so the plan names exactly the cells that will
-run). ``build_plan`` resolves every collected cell of this process, asks the result store
+``resolve_test_cell`` turns one test's axis values into its cell's complete identity
+through ``fer_bench.planning.cells`` (the ``fer_cell`` fixture and the plan share it, so the
+plan names exactly the cells that will run). ``build_plan`` resolves every collected cell of this process, asks the result store
 which it already holds, and (``--fer-plan cost``, the default) estimates the rest with
 ``fer_bench.training.estimate``: each model's counted FLOPs and a few training steps timed
 on this device, once per model and precision. ``plan_lines`` is what the terminal shows::
@@ -38,19 +38,40 @@ PLAN_PREFIX = "fer_bench plan:"
 # --------------------------------------------------------------------------- identities
 @dataclass(frozen=True)
 class TestCell:
-    """One test's cell: its identity, model, weights file and the data it runs on."""
+    """One test's cell: its identity, model, weights file, the data it runs on, its device."""
 
     __test__ = False   # not a test class, whatever pytest's collection pattern says
 
-    cell: Any          # cell.Cell
-    spec: Any          # registry.ModelSpec
+    cell: Any          # identity.cell.Cell
+    spec: Any          # models.ModelSpec
     init_path: Any     # Path of a local weights file, or None
     dataset: Any       # CleanDataset (with the aligner's output attached when ``align``)
+    device: str = "cpu"
+
+
+#: The plugin's run-wide options in a cell's error messages. The axis values (model,
+#: variant, ...) may come from an option, a ``fer_axes`` marker or a test's own
+#: parametrize, so their messages name the value and its kind only.
+PLUGIN_OPTIONS = {"epochs": "--fer-epochs", "precision": "--fer-precision",
+                  "device": "--fer-device"}
+
+
+def cell_request(settings: Any, axes: dict[str, Any]) -> Any:
+    """The ``planning.cells.CellRequest`` of a test whose axis fixtures hold ``axes`` (axis
+    name -> value, ``AXES``) under the run's ``settings`` (``RunSettings``)."""
+    from fer_bench.planning.cells import CellRequest
+
+    return CellRequest(model=axes["model"], variant=axes["variant"], split=axes["split"],
+                       seed=axes["seed"], loss=axes["loss"], augmentation=axes["augmentation"],
+                       init=axes["init"], alignment=str(axes["alignment"]),
+                       epochs=settings.epochs, compile=settings.compile,
+                       precision=settings.precision, device=settings.device)
 
 
 def resolve_test_cell(state: Any, axes: dict[str, Any], datasets: Any, *,
                       source: str | None = None, align: bool = True) -> TestCell:
-    """The cell of a test whose axis fixtures hold ``axes`` (axis name -> value, ``AXES``).
+    """The cell of a test whose axis fixtures hold ``axes`` (``fer_bench.planning.cells``:
+    the one path from axis values to a cell).
 
     ``state``: the plugin's ``FerBenchSession``; ``datasets``: its ``SessionData``;
     ``source``: the test's data source (None: the session's). ``align=False`` leaves the
@@ -58,32 +79,14 @@ def resolve_test_cell(state: Any, axes: dict[str, Any], datasets: Any, *,
     fingerprint). Raises ``CellSkipped`` (a model without the asked ImageNet weights) and
     other ``FerBenchError``s: a label treatment and split that need different cleaning
     (``ConfigError``), dlib or a model file missing (``AlignError``), an unknown model."""
-    from fer_bench.data.align.axis import resolve_alignment
-    from fer_bench.identity.cell import DEFAULT_ALIGNMENT, resolve_init
-    from fer_bench.identity.config import COMPILE_EVAL
-    from fer_bench.models import get_model
-    from fer_bench.training.augment.sets import needs_landmarks
-    from fer_bench.training.device import default_device
-    from fer_bench.training.resolve import check_init, resolve_cell, resolve_config
-    from fer_bench.training.tasks import cleaning_rule
+    from fer_bench.identity.cell import DEFAULT_ALIGNMENT
+    from fer_bench.planning.cells import OptionNames, plan_cell
 
-    settings = state.settings
-    rule = cleaning_rule(axes["variant"], axes["split"])
-    init = axes["init"] if hasattr(axes["init"], "name") else resolve_init(str(axes["init"]))
-    spec = get_model(axes["model"])
-    check_init(spec, init)
-    config = resolve_config(spec, epochs=settings.epochs, loss=axes["loss"],
-                            augmentation=axes["augmentation"], init=init.name,
-                            compile=COMPILE_EVAL if settings.compile else None)
-    alignment, use = resolve_alignment(str(axes["alignment"]),
-                                        landmarks=needs_landmarks(config.augmentation))
-    aligner = use.aligner if use is not None and align else DEFAULT_ALIGNMENT
-    dataset = datasets(rule, aligner, source=source)
-    cell = resolve_cell(spec, variant=axes["variant"], split=axes["split"], seed=axes["seed"],
-                        config=config, dataset_fingerprint=dataset.fingerprint,
-                        device=settings.device or default_device(),
-                        precision=settings.precision, alignment=alignment)
-    return TestCell(cell, spec, init.path, dataset)
+    plan = plan_cell(cell_request(state.settings, axes), OptionNames(PLUGIN_OPTIONS))
+    dataset = datasets(plan.cleaning, plan.aligner if align else DEFAULT_ALIGNMENT,
+                       source=source)
+    return TestCell(plan.cell(dataset.fingerprint), plan.spec, plan.init_path, dataset,
+                    plan.device)
 
 
 def item_axes(state: Any, item: pytest.Item) -> tuple[dict[str, Any], str | None]:

@@ -368,7 +368,6 @@ def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, f
     from fer_bench.errors import CellSkipped, FerBenchError
     from fer_bench.pytest.fixture import FerCell, fail_line, skip_line
     from fer_bench.pytest.plan import resolve_test_cell
-    from fer_bench.training.device import default_device
 
     state = session_of(request.config)
     axes = {"model": fer_model, "variant": fer_variant, "split": fer_split, "seed": fer_seed,
@@ -380,7 +379,7 @@ def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, f
         skip_line(str(exc))
     except FerBenchError as exc:
         fail_line(f"fer_bench: {exc}")
-    state.device = state.settings.device or default_device()
+    state.device = test.device
     experiment, title = experiment_of(request.node)
     state.experiments.setdefault(experiment, title)
     return FerCell(test.cell, test.spec, test.init_path, test.dataset, fer_store, state,
