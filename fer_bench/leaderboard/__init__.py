@@ -2,12 +2,13 @@
 published markdown (``<out>/README.md``) and plots. Entry point: ``fer-bench leaderboard``.
 
 Modules: ``load`` (read + merge shards), ``stats`` (CI, paired tests, gains, Table 2),
-``rows`` (sections per experiment, rows per identity, labels), ``columns`` (the column
-registry), ``table`` (DataFrames + rich), ``markdown`` (escaped README), ``plots``
-(matplotlib Agg), ``cli``.
+``rows`` (sections per experiment, rows per identity, labels), ``column_registry`` (the
+column registry: built-ins, group ``fer_bench.columns``, an experiment module's own),
+``columns`` (fer_bench's own columns and their texts), ``table`` (DataFrames + rich),
+``markdown`` (escaped README), ``plots`` (matplotlib Agg), ``cli``.
 """
 
-from fer_bench.leaderboard.columns import COLUMNS, Column
+from fer_bench.leaderboard.columns import COLUMNS, Column, register_column
 from fer_bench.leaderboard.load import LoadedResults, load_results, records_frame
 from fer_bench.leaderboard.rows import summarize, summarize_sections
 from fer_bench.leaderboard.stats import mcnemar, mcnemar_cells, mean_ci, paired_gain
@@ -16,5 +17,5 @@ from fer_bench.leaderboard.table import build_sections, build_tables, print_term
 __all__ = [
     "COLUMNS", "Column", "LoadedResults", "build_sections", "build_tables", "load_results",
     "mcnemar", "mcnemar_cells", "mean_ci", "paired_gain", "print_terminal_tables",
-    "records_frame", "summarize", "summarize_sections",
+    "records_frame", "register_column", "summarize", "summarize_sections",
 ]

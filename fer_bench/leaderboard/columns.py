@@ -1,10 +1,13 @@
-"""The leaderboard's columns: the display texts, and the one registry of columns.
+"""The leaderboard's columns: the display texts, and fer_bench's own columns.
 
 Every table has a column per variant present (``nhot-3`` -> "3-hot", mean ± 95% t-CI of
-honest accuracy over seeds), then the columns of ``COLUMNS`` that apply to it, in registry
-order. **A new leaderboard column is one entry in ``COLUMNS``**::
+honest accuracy over seeds), then the columns of the column registry (``COLUMNS``, a
+``fer_bench.registry.Registry``, group ``fer_bench.columns``: ``column_registry.py``) that
+apply to it, in registry order. **A new leaderboard column is one registry entry**: here
+for fer_bench's own, ``register_column`` in an experiment module, or an entry point of an
+installed package::
 
-    Column("median KL", lambda row: ..., experiments=("losses",), part=COST)
+    register_column(Column("median KL", lambda row: ..., experiments=("losses",), part=COST))
 
 ``fn(row)`` returns the display text of one ``RowSummary``; ``experiments`` limits the
 column to those sections (empty: every section); ``part`` picks the drawn table (accuracy,
@@ -15,9 +18,21 @@ without two N-hot variants); ``text`` columns are left-aligned and may wrap.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from fer_bench.leaderboard.alignment import aligned_text, flags_text, has_flags, unaligned_text
+from fer_bench.leaderboard.column_registry import (  # noqa: F401  (re-exported)
+    ACCURACY,
+    COLUMNS,
+    COMPARISON,
+    COST,
+    PARTS,
+    TOP1_PART,
+    Column,
+    register_builtin,
+    register_column,
+    registered_columns,
+    unregister_column,
+)
 from fer_bench.leaderboard.diagnostics import (
     TIME_PARTS,
     coincidence_text,
@@ -50,13 +65,6 @@ from fer_bench.leaderboard.stats import (
     mean_epoch_statistics,
 )
 
-#: The drawn tables of a split, in order (a terminal cannot hold all columns in one):
-#: tie-aware accuracy, top-1 accuracy beside it, the comparisons, the costs.
-ACCURACY = "accuracy"
-TOP1_PART = "top-1"
-COMPARISON = "comparison"
-COST = "cost"
-PARTS = (ACCURACY, TOP1_PART, COMPARISON, COST)
 FAILED = "failed"
 
 SEEDS_COLUMN = "seeds"
@@ -202,25 +210,8 @@ def has_variants(rows: Sequence[RowSummary]) -> bool:
     return any(len(row.cells) > 1 for row in rows)
 
 
-# ----------------------------------------------------------------------------- registry
-@dataclass(frozen=True)
-class Column:
-    """One leaderboard column after the variant columns (see the module docstring)."""
-
-    name: str
-    fn: Callable[[RowSummary], str]
-    experiments: tuple[str, ...] = ()
-    part: str = ACCURACY
-    when: Callable[[Sequence[RowSummary]], bool] | None = None
-    text: bool = False
-
-    def applies(self, experiment: str, rows: Sequence[RowSummary]) -> bool:
-        if self.experiments and experiment not in self.experiments:
-            return False
-        return self.when is None or bool(self.when(rows))
-
-
-COLUMNS: list[Column] = [
+# ----------------------------------------------------------------------------- built-ins
+BUILTIN_COLUMNS: tuple[Column, ...] = (
     *(Column(name, _table2(i), experiments=("augmentation",))
       for i, name in enumerate(TABLE2_COLUMNS)),
     Column(SEEDS_COLUMN, _seeds),
@@ -268,9 +259,12 @@ COLUMNS: list[Column] = [
     Column(WALL_COLUMN, seconds_text, when=has_time_split, part=COST),
     Column(TIME_COLUMN, split_text, when=has_time_split, part=COST, text=True),
     Column(OVERHEAD_COLUMN, overhead_text, when=has_time_split, part=COST),
-]
+)
+for _column in BUILTIN_COLUMNS:
+    register_builtin(_column)
 
 
 def columns_for(experiment: str, rows: Sequence[RowSummary]) -> list[Column]:
-    """The registry columns a table of ``experiment`` shows, in registry order."""
-    return [column for column in COLUMNS if column.applies(experiment, rows)]
+    """The registry columns a table of ``experiment`` shows, in registry order
+    (``column_registry.registered_columns``)."""
+    return [column for column in registered_columns() if column.applies(experiment, rows)]

@@ -21,7 +21,7 @@ from fer_bench.data.labels.ferplus_ms import BARSOUM_2016, PAPER_NAME, SPLIT_NAM
 from fer_bench.identity.config import DEFAULT_LOSS
 from fer_bench.identity.record import CellRecord
 from fer_bench.leaderboard.rows import MISSING, RowSummary, label_rows, row_identity
-from fer_bench.leaderboard.stats import mean_ci
+from fer_bench.leaderboard.stats import mean_ci, succeeded
 
 #: Barsoum et al.'s table order (majority, multi-label, probability, cross-entropy).
 MODE_ORDER = ("ms-majority", "ms-multitarget", "ms-probability", "ms-crossentropy")
@@ -51,7 +51,7 @@ def _ok_literature(records: Sequence[CellRecord]) -> list[CellRecord]:
     """One ok record per cell identity of split official-majority in an ms-* mode."""
     seen: dict[str, CellRecord] = {}
     for record in records:
-        if (record.status == "ok" and record.split == SPLIT_NAME and record.variant in PAPER_NAME
+        if (succeeded(record) and record.split == SPLIT_NAME and record.variant in PAPER_NAME
                 and record.acc_honest is not None):
             seen.setdefault(record.cell.digest(), record)
     return list(seen.values())

@@ -23,12 +23,13 @@ from fer_bench.leaderboard.rows import RowSummary, section_name, section_sort_ke
 from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
 from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
 from fer_bench.leaderboard.speedrun import speedrun_frame
-from fer_bench.leaderboard.stats import SINGLE_RUN, TABLE2_THRESHOLD, mean_ci
+from fer_bench.leaderboard.stats import SINGLE_RUN, TABLE2_THRESHOLD, mean_ci, succeeded
 from fer_bench.leaderboard.summary import summary_lines
 from fer_bench.leaderboard.table import (
     ACCURACY,
     MISSING,
     build_sections,
+    data_label_text,
     format_accuracy,
     format_cell,
     format_top1,
@@ -186,7 +187,7 @@ def cell_count_text(records: Sequence[CellRecord]) -> str:
     epochs)". A cell reported for two experiments counts once in the total and once in each
     experiment."""
     distinct = {r.cell.digest(): r for r in records}
-    failed = sum(r.status != "ok" for r in distinct.values())
+    failed = sum(not succeeded(r) for r in distinct.values())
     by_experiment: dict[str, list[CellRecord]] = {}
     for record in records:
         by_experiment.setdefault(section_name(record.experiment), []).append(record)
@@ -194,7 +195,7 @@ def cell_count_text(records: Sequence[CellRecord]) -> str:
     for name in sorted(by_experiment, key=section_sort_key):
         mine = {r.cell.digest(): r for r in by_experiment[name]}.values()
         epochs = ", ".join(str(e) for e in sorted({r.epochs for r in mine}))
-        failed_here = sum(r.status != "ok" for r in mine)
+        failed_here = sum(not succeeded(r) for r in mine)
         extra = f", {failed_here} failed" if failed_here else ""
         parts.append(f"{name} {len(mine)} ({epochs} epoch{'' if epochs == '1' else 's'}{extra})")
     return f"{len(distinct)} distinct ({failed} failed); per experiment: {', '.join(parts)}"
@@ -233,11 +234,11 @@ def _section_parts(records: Sequence[CellRecord],
     parts: list[str] = []
     for section in build_sections(records, provenance):
         parts += [f"## {escape_markdown(section.heading)}", ""]
-        data_label, profile = run_labels(section.records, provenance)
+        labels = run_labels(section.records, provenance)
         for split, frame in section.frames.items():
             for part, columns in frame_parts(frame).items():
                 level = "###" if part == ACCURACY else "####"
-                parts += [f"{level} {escape_markdown(part_title(part, split, data_label, profile))}",
+                parts += [f"{level} {escape_markdown(part_title(part, split, labels))}",
                           "", frame_to_markdown(frame, columns), ""]
                 notes = list(frame.attrs.get("notes", ())) if part == ACCURACY else []
                 for note in notes:
@@ -278,17 +279,18 @@ def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[
     names (relative to the page) of images to embed; ``study_numbers``: add the study's own
     figures in a separate, labelled section.
     """
-    data_label, profile = run_labels(records, provenance)
+    labels = run_labels(records, provenance)
     parts = ["# fer_bench leaderboard", ""]
     if preface.strip():
         parts += [preface.strip(), ""]
-    if data_label != "ferplus":
-        only = "not only" if "ferplus" in data_label.split("+") else "not"
-        parts += [f"> **Data: {escape_markdown(data_label)}, {only} FERPlus.** Numbers on "
-                  "other data test the pipeline; they say nothing about how the models do on "
-                  "real faces.", ""]
-    if "smoke" in profile:
-        parts += ["> **Profile: smoke.** Few epochs on a small slice; not comparable with the study.", ""]
+    if not labels.ferplus_only:
+        only = "not only" if labels.some_ferplus else "not"
+        parts += [f"> **Data: {escape_markdown(data_label_text(labels))}, {only} FERPlus.** "
+                  "Numbers on other data test the pipeline; they say nothing about how the "
+                  "models do on real faces.", ""]
+    if labels.not_comparable:
+        parts += [f"> **Profile: {escape_markdown(', '.join(labels.not_comparable))}.** Few "
+                  "epochs on a small slice; not comparable with the study.", ""]
     parts += summary_lines(records, escape=escape_markdown)
     parts += [HONEST_NOTE, "", STATS_NOTE, "", CELLS_NOTE, ""]
     parts += _section_parts(records, provenance)

@@ -32,7 +32,7 @@ from fer_bench.identity.record import CellRecord  # noqa: E402
 from fer_bench.leaderboard.rows import RowSummary, label_rows, summarize  # noqa: E402
 from fer_bench.leaderboard.stats import TIE_AWARE, TOP1, GainSummary, mean_ci  # noqa: E402
 from fer_bench.leaderboard.study_claims import gain_claim  # noqa: E402
-from fer_bench.leaderboard.table import data_text, run_labels  # noqa: E402
+from fer_bench.leaderboard.table import data_text, profile_text, run_labels  # noqa: E402
 
 SPLIT_STYLES = {"ordinary": "-", "complex": "--", "official": ":"}
 
@@ -43,8 +43,8 @@ def _colors(labels: Sequence[str]) -> dict[str, Any]:
 
 
 def _subtitle(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, Any]]) -> str:
-    data_label, profile = run_labels(records, provenance)
-    return f"data: {data_text(data_label)}, profile: {profile}"
+    labels = run_labels(records, provenance)
+    return f"data: {data_text(labels)}, profile: {profile_text(labels)}"
 
 
 def plot_accuracy_vs_n(records: Sequence[CellRecord], path: str | Path,

@@ -11,9 +11,11 @@ A row's **label** is the model name plus ``axis=value`` for every identity axis 
 varies among the rows of its table (``small_cnn loss=pld``, ``vgg16 aug=flip_rot20``,
 ``small_cnn device=cuda/bf16``, ``vgg16 data=ferplus 4000 images``), plus the optional axes
 of the readable cell id (loss, augmentation, init, alignment) where they are not at their
-default; never a hash. A row trained for fewer epochs than another row of the same model in
-its table is labelled ``SHORT_BUDGET`` (the 3-epoch ``cpu``-profile grid beside the converged
-9-epoch one): both stay, side by side.
+default; never a hash. A plug-in's release (``plugin_releases``) mostly follows from the
+loss or augmentation already named, so it is added (``plugins=loss:pkg==0.2``) only to rows
+whose labels would otherwise be equal (``TIEBREAK_AXES``). A row trained for fewer epochs
+than another row of the same model in its table is labelled ``SHORT_BUDGET`` (the 3-epoch
+``cpu``-profile grid beside the converged 9-epoch one): both stay, side by side.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ LABEL_ORDER = ("loss", "augmentation", "init", "alignment", "epochs", "lr", "bat
 SHORT_BUDGET = "short-budget result"
 _PREFIX = {"model_release": "release", "batch_size": "batch", "weight_decay": "wd",
            "input_size": "input", "val_fraction": "val"}
+#: Axes that mostly follow from others (a plug-in's release from the loss or augmentation
+#: already named): in a label only to tell apart rows whose labels would otherwise be equal.
+TIEBREAK_AXES = {"plugin_releases": "plugins"}
 
 
 def identity_axes() -> tuple[str, ...]:
@@ -243,6 +248,9 @@ def _compare(row: RowSummary) -> None:
 
 
 def _axis_text(axis: str, value: Any) -> str:
+    if axis in TIEBREAK_AXES:   # (axis, release) pairs
+        pairs = ",".join(f"{a}:{release}" for a, release in value) or "none"
+        return f"{TIEBREAK_AXES[axis]}={pairs}"
     if axis in OPTIONAL_AXES:
         return axis_token(axis, value)
     if axis == "model_release" and not value:
@@ -275,7 +283,8 @@ def label_rows(rows: Sequence[RowSummary]) -> None:
     and, as in the readable cell id, every optional axis (loss, augmentation, init,
     alignment) that is not at its default in some row (a one-row table of a custom loss
     still says which loss)."""
-    varying = {a for a in identity_axes() if len({row.identity[a] for row in rows}) > 1}
+    varying = {a for a in identity_axes() if len({row.identity[a] for row in rows}) > 1
+               and a not in TIEBREAK_AXES}
     varying |= {a for a, (_, default) in OPTIONAL_AXES.items()
                 if any(row.identity.get(a, default) != default for row in rows)}
     if varying & {"device_type", "precision"}:
@@ -301,12 +310,25 @@ def label_rows(rows: Sequence[RowSummary]) -> None:
         row.short_budget = epochs < longest
         if row.short_budget:
             row.label += f" ({SHORT_BUDGET}: {epochs} of {longest} epochs)"
+    for axis in TIEBREAK_AXES:
+        _tell_apart(rows, axis)
     counts: dict[str, int] = {}
     for row in rows:   # cannot happen with distinct identities; never two rows with one label
         counts[row.label] = counts.get(row.label, 0) + 1
     for label in [lab for lab, n in counts.items() if n > 1]:
         for i, row in enumerate(r for r in rows if r.label == label):
             row.label = f"{label} #{i + 1}"
+
+
+def _tell_apart(rows: Sequence[RowSummary], axis: str) -> None:
+    """Append ``axis``'s text to the labels of rows that share a label but not ``axis``."""
+    by_label: dict[str, list[RowSummary]] = {}
+    for row in rows:
+        by_label.setdefault(row.label, []).append(row)
+    for same in by_label.values():
+        if len({row.identity.get(axis) for row in same}) > 1:
+            for row in same:
+                row.label += " " + _axis_text(axis, row.identity.get(axis))
 
 
 def summarize(records: Sequence[CellRecord], confidence: float = 0.95,

@@ -34,6 +34,7 @@ from fer_bench.leaderboard.rows import (
     row_identity,
     variant_column,
 )
+from fer_bench.leaderboard.stats import succeeded
 
 #: Validation accuracies (fractions) of the ladder.
 LADDER = (0.60, 0.70, 0.75, 0.80, 0.85)
@@ -157,7 +158,7 @@ def speedrun_frame(records: Sequence[CellRecord], ladder: Sequence[float] = LADD
 
     Columns: device, epochs, GFLOP per training image, the whole run (seconds, PFLOPs,
     best validation accuracy), then one column per rung (``rung_text``)."""
-    ok = sorted({r.cell.digest(): r for r in records if r.status == "ok" and r.val_acc}.values(),
+    ok = sorted({r.cell.digest(): r for r in records if succeeded(r) and r.val_acc}.values(),
                 key=lambda r: (r.model, r.cell.id))
     if not ok:
         return None

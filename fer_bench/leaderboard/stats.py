@@ -35,7 +35,7 @@ from scipy import stats as scipy_stats
 
 from fer_bench.data.labels.treatments import nhot_of
 from fer_bench.errors import DataError
-from fer_bench.identity.record import CellRecord
+from fer_bench.identity.record import CellRecord, Status
 
 #: Below this many discordant pairs McNemar uses the exact binomial test.
 MCNEMAR_EXACT_BELOW = 25
@@ -208,12 +208,17 @@ class GainSummary:
         return self.method.startswith("McNemar")
 
 
+def succeeded(record: CellRecord) -> bool:
+    """The cell trained to its end (``Status.OK``; any other status: it failed)."""
+    return record.status == Status.OK
+
+
 def summarise_cell(variant: str, records: Iterable[CellRecord],
                    confidence: float = 0.95) -> CellSummary:
     """Summarise one variant's records (one per seed) of a row."""
     cell = CellSummary(variant=variant)
     for record in records:
-        if record.status == "ok" and record.acc_honest is not None:
+        if succeeded(record) and record.acc_honest is not None:
             cell.ok[record.seed] = record
         else:
             cell.n_failed += 1

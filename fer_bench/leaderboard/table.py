@@ -11,7 +11,12 @@ when a record of the table recorded it (older records did not: a note says so). 
 ``attrs`` hold what the renderers need besides the cells: ``parts`` (accuracy / top-1 /
 comparison / cost -> its columns: drawn as separate tables, as one terminal line cannot hold
 them all), ``text_columns``, ``best`` (row label -> column of
-its best N) and ``notes`` (the lines printed under the table).
+its best N), ``failed`` (row label -> the columns of its cells whose every seed failed:
+drawn red) and ``notes`` (the lines printed under the table). Nothing a renderer decides
+is read back from a cell's text.
+
+What data and profile a section's cells come from is a ``RunLabels`` (the distinct labels
+as tuples), turned into text only by the titles (``data_text``, ``profile_text``).
 """
 
 from __future__ import annotations
@@ -27,28 +32,17 @@ from rich.text import Text
 
 from fer_bench.console import wide_console
 from fer_bench.identity.record import CellRecord
-from fer_bench.leaderboard.columns import (  # noqa: F401  (re-exported: the display texts)
+from fer_bench.leaderboard.column_registry import load_declared_columns
+from fer_bench.leaderboard.columns import (
     ACCURACY,
-    BEST_COLUMN,
     COMPARISON,
     COST,
-    COST_COLUMNS,
-    EIGHT_GAIN_COLUMN,
-    EIGHT_P_COLUMN,
-    EIGHT_TEST_COLUMN,
     FAILED,
-    GAIN_COLUMN,
     MISSING,
-    OPTIMISTIC_COLUMN,
-    P_COLUMN,
-    SEEDS_COLUMN,
-    TABLE2_COLUMNS,
-    TEST_COLUMN,
     TOP1_PART,
     columns_for,
     format_accuracy,
     format_cell,
-    format_p,
     has_best_n,
 )
 from fer_bench.leaderboard.recovery import recovery_notes
@@ -64,6 +58,7 @@ from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
 from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
 from fer_bench.leaderboard.speedrun import speedrun_frame
 from fer_bench.leaderboard.stats import SINGLE_RUN, CellSummary
+from fer_bench.planning.profiles import profile_named
 
 TOP1_MISSING_NOTE = ("top-1 accuracy is not recorded in these cells (written before records "
                      "carried it); benchmarks/backfill_records.py fills it from their stored "
@@ -126,6 +121,10 @@ def frame_of(rows: Sequence[RowSummary], experiment: str = "") -> pd.DataFrame:
         if top1:
             entry.update({top1_column(v): format_top1(row.cells.get(v)) for v in variants})
         values.append(entry)
+    failed = {row.label: [name for v in variants if (cell := row.cells.get(v)) is not None
+                          and cell.failed
+                          for name in (variant_column(v), *([top1_column(v)] if top1 else []))]
+              for row in rows}
     frame = pd.DataFrame(values, columns=names,
                          index=pd.Index([row.label for row in rows], name="model"))
     show_best = has_best_n(rows)
@@ -139,6 +138,7 @@ def frame_of(rows: Sequence[RowSummary], experiment: str = "") -> pd.DataFrame:
         text_columns=[c.name for c in registered if c.text],
         best={row.label: nhot_column(row.best_n) for row in rows
               if show_best and row.best_n is not None},
+        failed={label: columns for label, columns in failed.items() if columns},
         notes=table_notes(rows[0].split, rows) if rows else [],
     )
     return frame
@@ -170,42 +170,87 @@ class SectionTables:
 
 def build_sections(records: Sequence[CellRecord],
                    provenance: Sequence[Mapping[str, Any]] = ()) -> list[SectionTables]:
-    """One ``SectionTables`` per experiment (see ``rows.summarize_sections``)."""
+    """One ``SectionTables`` per experiment (see ``rows.summarize_sections``); the columns
+    the results files declare (``fer_bench.columns``) are registered first
+    (``column_registry.load_declared_columns``)."""
+    load_declared_columns(provenance)
     return [SectionTables(s.name, s.title,
                           {split: frame_of(rows, s.name) for split, rows in s.tables.items()},
                           s.records)
             for s in summarize_sections(records, provenance)]
 
 
-def _distinct(values: Iterable[Any]) -> list[str]:
-    return sorted({str(v) for v in values if v not in (None, "")})
+#: The data label of the real FERPlus data (``CleanDataset.label``); any other is not FERPlus.
+FERPLUS_LABEL = "ferplus"
+#: The text of a run label that no record and no file recorded.
+UNKNOWN_LABEL = "unknown"
+
+
+@dataclass(frozen=True)
+class RunLabels:
+    """What data and profiles a run's cells come from: the distinct labels, sorted
+    (empty when none was recorded)."""
+
+    data: tuple[str, ...] = ()
+    profiles: tuple[str, ...] = ()
+
+    @property
+    def not_comparable(self) -> tuple[str, ...]:
+        """The profiles whose numbers cannot stand beside the study's (``Profile.comparable``
+        False: smoke, few epochs on a small slice); a profile this version does not know
+        is not judged."""
+        return tuple(p for p in self.profiles
+                     if (profile := profile_named(p)) is not None and not profile.comparable)
+
+    @property
+    def ferplus_only(self) -> bool:
+        """Every cell ran on FERPlus."""
+        return self.data == (FERPLUS_LABEL,)
+
+    @property
+    def some_ferplus(self) -> bool:
+        return FERPLUS_LABEL in self.data
+
+
+def _distinct(values: Iterable[Any]) -> tuple[str, ...]:
+    return tuple(sorted({str(v) for v in values if v not in (None, "")}))
 
 
 def run_labels(records: Sequence[CellRecord],
-               provenance: Sequence[Mapping[str, Any]] = ()) -> tuple[str, str]:
-    """(data label, profile) of a run, e.g. ("synthetic", "smoke"); "unknown" when absent.
+               provenance: Sequence[Mapping[str, Any]] = ()) -> RunLabels:
+    """The data labels and profiles of a run, e.g. (("synthetic",), ("smoke",)).
 
-    Taken from the records, else from each file's top-level ``fer_bench`` block; several
-    distinct values are joined with "+".
+    Taken from the records, else from each file's top-level ``fer_bench`` block.
     """
     blocks = [p.get("fer_bench") or {} for p in provenance]
     data = _distinct(r.dataset_label for r in records) or _distinct(b.get("data_label") for b in blocks)
     profile = _distinct(r.profile for r in records) or _distinct(b.get("profile") for b in blocks)
-    return "+".join(data) or "unknown", "+".join(profile) or "unknown"
+    return RunLabels(data, profile)
 
 
-def data_text(data_label: str) -> str:
-    """"ferplus"; any other data set in capitals with "(not FERPlus)"; "+"-joined labels each."""
-    parts = [p if p == "ferplus" else f"{p.upper()} (not FERPlus)" for p in data_label.split("+")]
-    return " + ".join(parts)
+def data_label_text(labels: RunLabels) -> str:
+    """The data labels as recorded, "+"-joined: "ferplus+synthetic"; "unknown" when none."""
+    return "+".join(labels.data) or UNKNOWN_LABEL
 
 
-def table_title(split: str, data_label: str, profile: str) -> str:
+def data_text(labels: RunLabels) -> str:
+    """"ferplus"; any other data set in capitals with "(not FERPlus)"; " + " between labels."""
+    return " + ".join(p if p == FERPLUS_LABEL else f"{p.upper()} (not FERPlus)"
+                      for p in labels.data or (UNKNOWN_LABEL,))
+
+
+def profile_text(labels: RunLabels) -> str:
+    """The profiles, "+"-joined: "smoke", "cpu+paper"; "unknown" when none."""
+    return "+".join(labels.profiles) or UNKNOWN_LABEL
+
+
+def table_title(split: str, labels: RunLabels) -> str:
     """Title of one split's table; warns loudly for synthetic data and the smoke profile."""
     title = f"{split} split: honest test accuracy, % (mean ± 95% CI over seeds)"
-    title += f"; data: {data_text(data_label)}"
-    title += f"; profile: {profile.upper() if 'smoke' in profile else profile}"
-    if "smoke" in profile:
+    title += f"; data: {data_text(labels)}"
+    profile = profile_text(labels)
+    title += f"; profile: {profile.upper() if labels.not_comparable else profile}"
+    if labels.not_comparable:
         title += " (few epochs, not comparable to the study)"
     return title
 
@@ -216,10 +261,10 @@ def frame_parts(frame: pd.DataFrame) -> dict[str, list[str]]:
     return {part: list(columns) for part, columns in parts.items() if columns}
 
 
-def part_title(part: str, split: str, data_label: str, profile: str) -> str:
+def part_title(part: str, split: str, labels: RunLabels) -> str:
     """Title of one drawn table of a split."""
     if part == ACCURACY:
-        return table_title(split, data_label, profile)
+        return table_title(split, labels)
     if part == TOP1_PART:
         return (f"{split} split: honest top-1 test accuracy, % (the prediction against the "
                 "first top-share emotion, as single-label benchmarks score; mean ± 95% CI)")
@@ -239,6 +284,7 @@ def _rich_table(frame: pd.DataFrame, columns: Sequence[str]) -> Table:
         else:
             table.add_column(Text(column), justify="right", no_wrap=True)
     best = frame.attrs.get("best", {})
+    failed = frame.attrs.get("failed", {})
     for label, row in frame.iterrows():
         cells = [Text(str(label))]
         for column in columns:
@@ -246,7 +292,7 @@ def _rich_table(frame: pd.DataFrame, columns: Sequence[str]) -> Table:
             if column == best.get(label):
                 cells.append(Text(text + " *", style="bold green"))
             else:
-                cells.append(Text(text, style="red" if text == FAILED else ""))
+                cells.append(Text(text, style="red" if column in failed.get(label, ()) else ""))
         table.add_row(*cells)
     return table
 
@@ -304,11 +350,11 @@ def print_terminal_tables(records: Sequence[CellRecord], console: Console | None
         return
     for section in sections:
         console.rule(Text(section.heading))
-        data_label, profile = run_labels(section.records, provenance)
+        labels = run_labels(section.records, provenance)
         for split, frame in section.frames.items():
             for part, columns in frame_parts(frame).items():
                 # the title on its own line: a narrow table would fold it into its width
-                console.print(Text(part_title(part, split, data_label, profile), style="italic"))
+                console.print(Text(part_title(part, split, labels), style="italic"))
                 console.print(_rich_table(frame, columns))
                 if part == ACCURACY:
                     for note in frame.attrs.get("notes", ()):

@@ -141,11 +141,15 @@ class FerBenchSession:
         return (None,)   # loss: the model's preference
 
     def provenance(self) -> dict[str, Any]:
-        """Top-level facts of the run for the benchmark JSON (``output_json["fer_bench"]``)."""
+        """Top-level facts of the run for the benchmark JSON (``output_json["fer_bench"]``);
+        ``columns``: the leaderboard columns this run's modules registered for its
+        experiments (``leaderboard.column_registry.declared_columns``), when there are any."""
+        from fer_bench.leaderboard.column_registry import DECLARATIONS_KEY, declared_columns
         from fer_bench.training.device import package_versions
 
         args = [str(a) for a in self.config.invocation_params.args]
         shard = self.settings.shard
+        columns = declared_columns(self.experiments, self.config.rootpath)
         return {
             "profile": self.settings.profile.name,
             "data_label": self.data_label,
@@ -156,6 +160,7 @@ class FerBenchSession:
             "shard": f"{shard[0]}/{shard[1]}" if shard else None,
             "experiments": dict(self.experiments),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **({DECLARATIONS_KEY: columns} if columns else {}),
         }
 
     # ---------------------------------------------------------------- hooks

@@ -20,8 +20,7 @@ from scipy import stats as scipy_stats
 
 from fer_bench.errors import DataError
 from fer_bench.identity.config import TrainConfig
-from fer_bench.leaderboard import columns as columns_module
-from fer_bench.leaderboard.columns import Column
+from fer_bench.leaderboard.columns import Column, register_column, unregister_column
 from fer_bench.leaderboard.load import load_results
 from fer_bench.leaderboard.markdown import escape_markdown, render_markdown
 from fer_bench.leaderboard.plots import plot_accuracy_by_complexity, plot_accuracy_vs_n
@@ -293,10 +292,17 @@ def test_one_experiment_cannot_hold_two_results_of_one_cell():
 
 
 # ----------------------------------------------------------------------------- columns
-def test_a_new_column_is_one_registry_entry(monkeypatch):
-    entry = Column("median KL", lambda row: "0.42", experiments=("losses",))
-    monkeypatch.setattr(columns_module, "COLUMNS", [*columns_module.COLUMNS, entry])
-    records = _grid({1: [0.6]}, experiment="losses")
+def test_a_new_column_is_one_registry_entry():
+    register_column(Column("median KL", lambda row: "0.42", experiments=("losses",)))
+    try:
+        records = _grid({1: [0.6]}, experiment="losses")
+        _assert_median_kl_shown(records)
+    finally:
+        unregister_column("median KL")
+    assert "median KL" not in build_tables(records, experiment="losses")["ordinary"]
+
+
+def _assert_median_kl_shown(records):
     assert build_tables(records, experiment="losses")["ordinary"].loc["small_cnn", "median KL"] == "0.42"
     assert "median KL" not in build_tables(records, experiment="nhot")["ordinary"]
     header = "| model | 1-hot | seeds | best val epoch = last (still improving) | median KL |"
