@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fer_bench.identity.cell import Cell
-from fer_bench.identity.strenum import StrEnum
+from fer_bench.strenum import StrEnum
 
 #: 2: the complete cell identity replaced (model, nhot, split, seed, config, config_hash).
 SCHEMA_VERSION = 2

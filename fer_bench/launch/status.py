@@ -25,7 +25,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from fer_bench.identity.strenum import StrEnum
 from fer_bench.launch.requeue import format_requeue, requeues
 from fer_bench.launch.slurm import JobState
 from fer_bench.planning.profiles import select_shard
@@ -37,6 +36,7 @@ from fer_bench.results.rundir import (
     shard_file,
     shard_state,
 )
+from fer_bench.strenum import StrEnum
 
 
 class CellState(StrEnum):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fer_bench.identity.strenum import StrEnum
+from fer_bench.strenum import StrEnum
 
 
 class ProfileName(StrEnum):

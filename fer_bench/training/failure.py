@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from fer_bench.identity.record import CellRecord
-from fer_bench.identity.strenum import StrEnum
+from fer_bench.strenum import StrEnum
 
 __all__ = ["OOM_ERRORS", "Stage", "describe_model_failure", "entering", "stage_of"]
 

@@ -1,6 +1,6 @@
 """Record statuses are typed (``identity.record.Status``) and records on disk stay as they
 were: the status is stored as its text, old records load, today's re-serialise byte for
-byte. ``identity.strenum.StrEnum`` behaves the same on Python 3.10 and 3.11+."""
+byte. ``fer_bench.strenum.StrEnum`` behaves the same on Python 3.10 and 3.11+."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fer_bench.identity import strenum
+from fer_bench import strenum
 from fer_bench.identity.cell import Cell
 from fer_bench.identity.config import TrainConfig
 from fer_bench.identity.record import CellRecord, Status

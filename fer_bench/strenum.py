@@ -2,7 +2,7 @@
 behaviour on 3.10 (a member is a ``str`` equal to its value; ``str()`` and ``format()``
 give the value, so JSON and f-strings see the text).
 
-A leaf that imports only ``enum``: the pytest plugin's settings (loaded in every pytest
+A core leaf that imports only ``enum``: the pytest plugin's settings (loaded in every pytest
 run of the environment) use it without importing the data layer.
 """
 
