@@ -45,10 +45,11 @@ from fer_bench.data.schema import CleanDataset
 from fer_bench.errors import FerBenchError
 from fer_bench.fileio import atomic_write_text
 from fer_bench.identity.record import SCHEMA_VERSION, CellRecord
+from fer_bench.planning.cells import cleaning_of
 from fer_bench.planning.profiles import PROFILES
 from fer_bench.training import metrics
 from fer_bench.training.runner import train_targets_sha256
-from fer_bench.training.tasks import build_task_data, cleaning_rule
+from fer_bench.training.tasks import build_task_data
 
 #: The fields this script may write; everything else of a record is kept as it was.
 FILLED = ("train_targets_sha256", "acc_top1_honest")
@@ -106,7 +107,7 @@ def computed_fields(record: CellRecord, datasets: DataSets) -> dict[str, Any]:
     if cell.alignment != "none":
         raise Mismatch(f"cell {cell.id} trains on aligned images (alignment {cell.alignment}); "
                        "rebuild it with its aligner")
-    data = datasets.get(cell.dataset, cleaning_rule(cell.variant, cell.split))
+    data = datasets.get(cell.dataset, cleaning_of(cell))
     if data is None:
         raise Mismatch(f"cell {cell.id} names dataset {cell.dataset}, which is neither the data "
                        f"given ({datasets.data}) nor a profile's subset of it")

@@ -26,21 +26,22 @@ from pathlib import Path
 import torch
 
 from fer_bench.identity.record import CellRecord
-from fer_bench.models import build_model, get_model
+from fer_bench.models import build_model
+from fer_bench.planning.cells import CellRequest, plan_cell
 from fer_bench.training.checkpoint import CheckpointFile, capture
 from fer_bench.training.checkpoint_file import read_info, verified_payload
 from fer_bench.training.loop import Best, TrainingRun, training_generators
 from fer_bench.training.losses import get_loss
 from fer_bench.training.recipe import WeightAverage, make_optimizer, make_schedule
-from fer_bench.training.resolve import resolve_cell, resolve_config
 
 N_TRAIN, N_TEST = 28_665, 3_539   # FERPlus (study cleaning, ordinary split)
 MIB = 1024 * 1024
 
 
 def build_run(name: str) -> tuple[TrainingRun, CellRecord]:
-    spec = get_model(name)
-    config = resolve_config(spec)
+    plan = plan_cell(CellRequest(model=name, variant="nhot-8", split="ordinary", seed=0,
+                                 device="cpu", precision="fp32"))
+    spec, config = plan.spec, plan.config     # the model's own recipe
     torch.manual_seed(0)
     model = build_model(spec, num_classes=8, in_chans=1).to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, config)
@@ -52,10 +53,9 @@ def build_run(name: str) -> tuple[TrainingRun, CellRecord]:
                       augment_draws=torch.Generator().manual_seed(1),
                       average=WeightAverage(model, config.ema) if config.ema > 0 else None,
                       channels_last=True, amp=False)
-    cell = resolve_cell(spec, variant="nhot-8", split="ordinary", seed=0, config=config,
-                        dataset_fingerprint="probe", device="cpu", precision="fp32")
-    record = CellRecord(cell=cell, epoch_times_s=[1.0], train_loss=[1.0], val_acc=[0.5],
-                        test_acc=[0.5], test_top1=[0.5], eval_s=1.0, setup_s=1.0, flops_s=1.0)
+    record = CellRecord(cell=plan.cell("probe"), epoch_times_s=[1.0], train_loss=[1.0],
+                        val_acc=[0.5], test_acc=[0.5], test_top1=[0.5], eval_s=1.0, setup_s=1.0,
+                        flops_s=1.0)
     return run, record
 
 

@@ -37,15 +37,23 @@ import time
 
 import torch
 
-from fer_bench.models import build_model, get_model, logits_of
+from fer_bench.identity.config import TrainConfig
+from fer_bench.models import ModelSpec, build_model, logits_of
+from fer_bench.planning.cells import CellRequest, plan_cell
 from fer_bench.training.augment.sets import to_model_input
 from fer_bench.training.device import cpu_has_bf16
 from fer_bench.training.evaluate import autocast_for, eval_batch_size, predict
 from fer_bench.training.losses import get_loss
 from fer_bench.training.recipe import make_optimizer, make_schedule
-from fer_bench.training.resolve import resolve_config
 
 DEFAULT_MODELS = "small_cnn,fast_resnet,vgg16,ran,dan,mten"
+
+
+def own_recipe(name: str) -> tuple[ModelSpec, TrainConfig]:
+    """(``ModelSpec``, ``TrainConfig``) of model ``name`` with its own recipe, as a cell of
+    it would train (``planning.cells``; the split and device do not enter the recipe)."""
+    plan = plan_cell(CellRequest(model=name, split="ordinary", device="cpu"))
+    return plan.spec, plan.config
 
 
 def _training_rate(model, spec, config, batch: torch.Tensor, targets: torch.Tensor,
@@ -130,16 +138,14 @@ def train_flops(name: str) -> int | None:
     """Counted training FLOPs (forward + backward) per image of ``name`` at its input size."""
     from fer_bench.training.flops import train_flops_per_image
 
-    spec = get_model(name)
-    config = resolve_config(spec)
+    spec, config = own_recipe(name)
     model = build_model(spec, num_classes=8, in_chans=1)
     return train_flops_per_image(model, config.input_size)
 
 
 def probe_model(name: str, rounds: int, seconds: float) -> dict:
     """{"model", "batch", "train": {fp32, bf16, ratio}, "eval": {...}} for one model."""
-    spec = get_model(name)
-    config = resolve_config(spec)
+    spec, config = own_recipe(name)
     generator = torch.Generator().manual_seed(0)
     batch = torch.randint(0, 256, (config.batch_size, 48, 48), dtype=torch.uint8,
                           generator=generator)

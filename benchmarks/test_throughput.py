@@ -174,15 +174,14 @@ def fer_bench_batches(images: torch.Tensor, targets: torch.Tensor, augment: str,
 def fer_bench_epoch_seconds(images: torch.Tensor, targets: torch.Tensor, seed: int = 0) -> float:
     """Seconds of one training pass of fer_bench's runner (``run_cell``, 1 epoch, batch 64,
     online flip + shift 4) over the subset, as the runner times it."""
-    from fer_bench.models import get_model
-    from fer_bench.training.resolve import resolve_cell, resolve_config
+    from fer_bench.planning.cells import CellRequest, plan_cell
     from fer_bench.training.runner import run_cell
     from fer_bench.training.tasks import TaskData
 
-    spec = get_model("small_cnn")
-    config = resolve_config(spec, epochs=1, augmentation="rand_flip_shift4", batch_size=BATCH)
-    cell = resolve_cell(spec, variant="nhot-8", split="ordinary", seed=seed, config=config,
-                        dataset_fingerprint="throughput", device="cpu")
+    plan = plan_cell(CellRequest(model="small_cnn", variant="nhot-8", split="ordinary",
+                                 seed=seed, epochs=1, augmentation="rand_flip_shift4",
+                                 device="cpu", recipe={"batch_size": BATCH}))
+    cell = plan.cell("throughput")
     held_out = slice(0, 256)  # validation/test are evaluated after the epoch; kept small here
     data = TaskData(
         cell=cell, train_images=images, train_targets=targets,
@@ -192,7 +191,7 @@ def fer_bench_epoch_seconds(images: torch.Tensor, targets: torch.Tensor, seed: i
         dataset_fingerprint="throughput", split_fingerprint="throughput",
         n_train=images.shape[0], n_val=256, n_test=256,
     )
-    record = run_cell(spec, data, device="cpu")
+    record = run_cell(plan.spec, data, device="cpu")
     assert record.status == "ok", record.error
     return record.epoch_times_s[0]
 

@@ -1,8 +1,7 @@
 """Axis values -> a checked plan -> the ``Cell``: the one path from what a user asks for to
 a cell's identity. The pytest plugin (``fer_bench.pytest.plan.resolve_test_cell``),
-``fer-bench run`` (``fer_bench.cli.run.plan_run``) and scripts
-(``benchmarks/adaptive_sweep.py``) all build their cells here, so one set of axis values
-names one cell whichever front end asks::
+``fer-bench run`` (``fer_bench.cli.run.plan_run``) and scripts (``benchmarks/*.py``) all
+build their cells here, so one set of axis values names one cell whichever front end asks::
 
     plan = plan_cell(CellRequest(model="small_cnn", split="ordinary", variant="nhot-3"))
     data = clean(raw, plan.cleaning)                 # the cleaning rule the cell needs
@@ -12,7 +11,10 @@ names one cell whichever front end asks::
 
 ``plan_cell`` checks every value before any data is loaded: an unknown name (with close
 names), a label treatment and split that need differently cleaned data, a seed, epochs,
-precision or device that cannot be, a model that cannot take the init (``CellSkipped``).
+precision or device that cannot be, a recipe override that is no ``TrainConfig`` field or
+not of its type, a model that cannot take the init (``CellSkipped``). A script that needs
+only the recipe reads ``plan.config``; one holding a cell read from a store asks
+``cleaning_of(cell)`` for the cleaning rule of its data.
 Each error is one line; ``OptionNames`` lets a front end put its own option in it
 (``fer-bench run``: "argument --loss: unknown loss 'msee'; did you mean: mse?").
 
@@ -28,9 +30,10 @@ them into variant names before they reach this module.
 
 from __future__ import annotations
 
+import difflib
 import operator
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
 import torch
@@ -51,6 +54,10 @@ from fer_bench.training.tasks import cleaning_rule
 #: The variant of a request that names none: 8-hot training targets.
 DEFAULT_VARIANT = nhot_variant(8)
 T = TypeVar("T")
+#: ``TrainConfig`` fields a ``CellRequest`` carries as fields of its own (not in ``recipe``).
+REQUEST_FIELDS = ("epochs", "loss", "augmentation", "init", "compile")
+#: How a recipe field's type is named in an error.
+_KINDS = {int: "a whole number", float: "a number", str: "a string"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -64,7 +71,9 @@ class CellRequest:
     the axis value, "none" or an aligner name (``ALIGNERS``). ``compile``: evaluate through
     ``torch.compile`` (``compile=eval`` in the recipe). ``precision``: "auto", "fp32" or
     "bf16" as asked; the cell holds the effective one. ``device``: "cpu", "cuda", "cuda:N",
-    "mps"; None = cuda when available, else cpu.
+    "mps"; None = cuda when available, else cpu. ``recipe``: further ``TrainConfig`` fields
+    a script sets (``{"batch_size": 64}``), applied over the model's recipe as the fields
+    above are (a None value leaves the model's); the request keeps its own copy.
     """
 
     model: str
@@ -79,6 +88,10 @@ class CellRequest:
     compile: bool = False
     precision: str = "auto"
     device: str | None = None
+    recipe: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "recipe", dict(self.recipe))
 
 
 @dataclass(frozen=True)
@@ -103,10 +116,11 @@ class OptionNames:
         message = str(exc).replace(f"--fer-{name}", option)
         return type(exc)(message if option in message else f"{self.prefix}{option}: {message}")
 
-    def check(self, name: str, check: Callable[..., T], *args: Any) -> T:
-        """``check(*args)``; a ``ConfigError`` / ``CellSkipped`` it raises names ``name``."""
+    def check(self, name: str, check: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``check(*args, **kwargs)``; a ``ConfigError`` / ``CellSkipped`` it raises names
+        ``name``."""
         try:
-            return check(*args)
+            return check(*args, **kwargs)
         except (ConfigError, CellSkipped) as exc:
             raise self.named(name, exc) from None
 
@@ -152,10 +166,10 @@ def plan_cell(request: CellRequest, names: OptionNames | None = None) -> CellPla
 
     Raises, naming the field's option through ``names``: ``ConfigError`` for a value that
     cannot be (unknown name, a label treatment and split needing different cleaning rules,
-    a bad seed, epochs, precision or device); ``CellSkipped`` when the model cannot take the
-    init (ImageNet weights it has not), after every value is checked; ``ModelError`` for a
-    model plug-in that fails to load; ``AlignError`` when the aligner's dlib or model files
-    are missing (the alignment field hashes them).
+    a bad seed, epochs, precision, device or recipe override); ``CellSkipped`` when the
+    model cannot take the init (ImageNet weights it has not), after every value is checked;
+    ``ModelError`` for a model plug-in that fails to load; ``AlignError`` when the
+    aligner's dlib or model files are missing (the alignment field hashes them).
     """
     names = names or OptionNames()
     if request.model not in MODELS:
@@ -178,10 +192,11 @@ def plan_cell(request: CellRequest, names: OptionNames | None = None) -> CellPla
     device = request.device or default_device()
     names.check("device", check_device, device)
     names.check("alignment", check_alignment, request.alignment)
-    config = resolve_config(spec, epochs=request.epochs, loss=request.loss,
-                            augmentation=request.augmentation,
-                            init=None if init is None else init.name,
-                            compile=COMPILE_EVAL if request.compile else None)
+    recipe = names.check("recipe", check_recipe_overrides, request.recipe)
+    config = names.check("recipe", resolve_config, spec, epochs=request.epochs,
+                         loss=request.loss, augmentation=request.augmentation,
+                         init=None if init is None else init.name,
+                         compile=COMPILE_EVAL if request.compile else None, **recipe)
     if init is None:
         init = resolve_init(config.init)
     names.check("init", check_init, spec, init)
@@ -190,6 +205,36 @@ def plan_cell(request: CellRequest, names: OptionNames | None = None) -> CellPla
     return CellPlan(request=request, spec=spec, config=config, init=init, cleaning=cleaning,
                     aligner=DEFAULT_ALIGNMENT if use is None else use.aligner,
                     alignment=alignment, device=device, seed=seed)
+
+
+def cleaning_of(cell: Cell) -> str:
+    """The cleaning rule (``fer_bench.data.clean.CLEANING_RULES``) the data of an already
+    built ``cell`` (e.g. one read from a store) was cleaned by: its label treatment's and
+    split's, as ``CellPlan.cleaning`` is for a request. ``ConfigError`` when they differ."""
+    return cleaning_rule(cell.variant, cell.split)
+
+
+def check_recipe_overrides(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    """``recipe`` as ``resolve_config`` overrides, each name a ``TrainConfig`` field that a
+    ``CellRequest`` does not carry itself, each value None or of the field's type (an int
+    passes for a float); else ``ConfigError`` naming the first bad field."""
+    defaults = {f.name: f.default for f in fields(TrainConfig)}
+    for name, value in recipe.items():
+        if name in REQUEST_FIELDS:
+            raise ConfigError(f"recipe field {name!r} is a CellRequest field of its own: "
+                              f"set CellRequest({name}=...), not recipe[{name!r}]")
+        if name not in defaults:
+            close = difflib.get_close_matches(str(name), list(defaults), n=3)
+            hint = f"; did you mean: {', '.join(close)}" if close else ""
+            raise ConfigError(f"unknown recipe field {name!r}: not a TrainConfig field{hint}")
+        kind = type(defaults[name])
+        fits = (value is None or (isinstance(value, kind) and not isinstance(value, bool))
+                or (kind is float and isinstance(value, int) and not isinstance(value, bool)))
+        if not fits:
+            wanted = _KINDS.get(kind, kind.__name__)
+            raise ConfigError(f"recipe field {name!r} must be {wanted}, got {value!r}")
+    return dict(recipe)
+
 
 
 def _whole(what: str, value: Any, low: int) -> int | None:

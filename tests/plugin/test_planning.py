@@ -1,11 +1,14 @@
 """One planning path (``fer_bench.planning.cells``) builds every cell: the pytest plugin's
 ``fer_cell`` and ``fer-bench run`` give the same ``Cell`` and digest for the same axis
 values, every value is checked before data is loaded, and its errors name the front end's
-option. Nothing else in the package (or ``benchmarks/adaptive_sweep.py``) assembles a cell."""
+option; a script's recipe override (``CellRequest.recipe``) gives the cell the direct
+resolution gave. Nothing else in the package, ``benchmarks/`` or ``baselines/`` assembles
+a cell, a recipe or a cleaning rule."""
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -18,7 +21,7 @@ from fer_bench.cli.run import load_run_data, plan_run
 from fer_bench.errors import CellSkipped, ConfigError
 from fer_bench.identity.cell import Cell
 from fer_bench.models import get_model, unregister_model
-from fer_bench.planning.cells import CellRequest, OptionNames, plan_cell
+from fer_bench.planning.cells import CellRequest, OptionNames, cleaning_of, plan_cell
 from fer_bench.training.resolve import resolve_cell, resolve_config
 from tests.helpers.cells import BASE_ARGS, needs_dlib, tiny_model_conftest, write_ferplus_folder
 
@@ -174,6 +177,95 @@ def test_a_script_s_request_gives_the_cell_of_the_model_s_own_recipe():
     assert (plan.cleaning, plan.aligner, plan.init_path) == ("study", "none", None)
 
 
+def test_a_batch_size_override_gives_the_cell_the_direct_resolution_gave():
+    """``benchmarks/test_throughput.py``'s request: batch 64 over small_cnn's recipe, 1
+    epoch, online flip + shift, as it was resolved before (resolve_config + resolve_cell)."""
+    spec = get_model("small_cnn")
+    for batch in (64, 5):
+        plan = plan_cell(CellRequest(model="small_cnn", variant="nhot-8", split="ordinary",
+                                     seed=3, epochs=1, augmentation="rand_flip_shift4",
+                                     device="cpu", recipe={"batch_size": batch}))
+        config = resolve_config(spec, epochs=1, augmentation="rand_flip_shift4",
+                                batch_size=batch)
+        direct = resolve_cell(spec, variant="nhot-8", split="ordinary", seed=3, config=config,
+                              dataset_fingerprint="throughput", device="cpu")
+        assert plan.config == config and plan.config.batch_size == batch
+        assert plan.cell("throughput") == direct
+        assert plan.cell("throughput").digest() == direct.digest()
+    # the override is in the identity: another batch size is another cell
+    plain = plan_cell(CellRequest(model="small_cnn", split="ordinary", device="cpu"))
+    bigger = plan_cell(CellRequest(model="small_cnn", split="ordinary", device="cpu",
+                                   recipe={"batch_size": 128, "lr": 3e-4, "tta": "flip"}))
+    assert (bigger.config.batch_size, bigger.config.lr, bigger.config.tta) == (128, 3e-4, "flip")
+    assert bigger.cell("abc").digest() != plain.cell("abc").digest()
+    assert plan_cell(CellRequest(model="small_cnn", split="ordinary", device="cpu",
+                                 recipe={"batch_size": None})).config == plain.config
+
+
+def test_a_request_keeps_its_own_copy_of_the_recipe():
+    asked = {"batch_size": 32}
+    request = CellRequest(model="small_cnn", split="ordinary", device="cpu", recipe=asked)
+    asked["batch_size"] = 7
+    assert plan_cell(request).config.batch_size == 32
+
+
+def _script(name: str):
+    """``benchmarks/<name>.py`` imported as a module (the scripts are no package)."""
+    path = REPO / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_scripts_recipes_and_cells_are_the_ones_resolved_directly():
+    """``precision_probe`` (the model's own recipe, no cell) and ``checkpoint_cost`` (its
+    probe cell) give what ``resolve_config(spec)`` / ``resolve_cell`` gave them before."""
+    probe = _script("precision_probe")
+    for name in probe.DEFAULT_MODELS.split(","):
+        spec, config = probe.own_recipe(name)
+        assert spec is get_model(name) and config == resolve_config(get_model(name)), name
+    spec = get_model("small_cnn")
+    _, record = _script("checkpoint_cost").build_run("small_cnn")
+    assert record.cell == resolve_cell(spec, variant="nhot-8", split="ordinary", seed=0,
+                                       config=resolve_config(spec), dataset_fingerprint="probe",
+                                       device="cpu", precision="fp32")
+
+
+def test_a_stored_cell_s_cleaning_rule_is_its_plan_s():
+    """``benchmarks/backfill_records.py`` holds cells read from a store, not requests."""
+    for variant, split, rule in [("nhot-3", "ordinary", "study"),
+                                 ("ms-majority", "official-majority", "ferplus-ms")]:
+        plan = plan_cell(CellRequest(model="small_cnn", variant=variant, split=split,
+                                     device="cpu"))
+        assert cleaning_of(plan.cell("abc")) == plan.cleaning == rule
+    odd = Cell.from_dict({**plan.cell("abc").to_dict(), "split": "ordinary"})
+    with pytest.raises(ConfigError, match="needs data cleaned by rule 'ferplus-ms'"):
+        cleaning_of(odd)
+
+
+@pytest.mark.parametrize(("recipe", "expected"), [
+    ({"batchsize": 64}, "unknown recipe field 'batchsize': not a TrainConfig field; "
+                        "did you mean: batch_size"),
+    ({"epochs": 3}, "recipe field 'epochs' is a CellRequest field of its own: "
+                    "set CellRequest(epochs=...)"),
+    ({"loss": "pld"}, "recipe field 'loss' is a CellRequest field of its own"),
+    ({"batch_size": "64"}, "recipe field 'batch_size' must be a whole number, got '64'"),
+    ({"batch_size": 64.0}, "recipe field 'batch_size' must be a whole number, got 64.0"),
+    ({"lr": True}, "recipe field 'lr' must be a number, got True"),
+    ({"batch_size": 0}, "epochs, batch_size and input_size must be >= 1"),
+    ({"optimizer": "lbfgs"}, "lbfgs"),
+])
+def test_a_bad_recipe_override_is_one_line_naming_the_field(recipe, expected):
+    with pytest.raises(ConfigError) as caught:
+        plan_cell(CellRequest(model="small_cnn", split="ordinary", device="cpu", recipe=recipe))
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+    named = OptionNames({"recipe": "--set"}, prefix="argument ")
+    with pytest.raises(ConfigError, match="^argument --set: "):
+        plan_cell(CellRequest(model="small_cnn", split="ordinary", device="cpu", recipe=recipe),
+                  named)
+
+
 @pytest.mark.parametrize(("request_", "names", "expected"), [
     (CellRequest(model="small_cnn", split="ordinary", seed=-1), None,
      "seed must be a whole number >= 0, got -1"),
@@ -228,25 +320,48 @@ def test_run_checks_every_option_before_loading_data(monkeypatch, capsys):
         assert code in (1, 2) and expected in err and "Traceback" not in err, err
 
 
-#: Calls that put an identity together; only the planning layer (and the modules that
-#: define them) may make them.
-ASSEMBLY = {"resolve_cell", "resolve_alignment", "cleaning_rule"}
+#: Calls that put an identity (or its recipe, or its data's cleaning rule) together; only
+#: the planning layer and the modules that define them may make them.
+ASSEMBLY = {"resolve_cell", "resolve_config", "resolve_alignment", "cleaning_rule"}
 ALLOWED = {"fer_bench/planning/cells.py",          # the one path
-           "fer_bench/training/resolve.py",         # defines resolve_cell
+           "fer_bench/training/resolve.py",         # defines resolve_cell, resolve_config
            "fer_bench/training/tasks.py",           # defines cleaning_rule, checks data with it
            "fer_bench/data/align/axis.py"}          # defines resolve_alignment
+#: Where the package, its scripts and the baseline plug-ins live.
+SCANNED = ("fer_bench", "benchmarks", "baselines")
+
+
+def assembly_calls(rel: str, source: str) -> list[str]:
+    """``path:line: name(...)`` of each call of an ``ASSEMBLY`` function (by name or as an
+    attribute) in ``source``, unless ``rel`` is ``ALLOWED``."""
+    calls = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            name = getattr(node.func, "id", getattr(node.func, "attr", None))
+            if name in ASSEMBLY and rel not in ALLOWED:
+                calls.append(f"{rel}:{node.lineno}: {name}(...)")
+    return calls
+
+
+def test_the_scan_finds_a_direct_call():
+    source = ("from fer_bench.training import tasks\n"
+              "config = resolve_config(spec, batch_size=2)\n"
+              "rule = tasks.cleaning_rule(variant, split)\n")
+    assert assembly_calls("benchmarks/new.py", source) == [
+        "benchmarks/new.py:2: resolve_config(...)", "benchmarks/new.py:3: cleaning_rule(...)"]
+    assert assembly_calls("fer_bench/planning/cells.py", source) == []
 
 
 def test_no_second_copy_of_the_planning_path():
-    sources = [*sorted((REPO / "fer_bench").rglob("*.py")),
-               REPO / "benchmarks" / "adaptive_sweep.py"]
-    calls = []
-    for path in sources:
-        rel = path.relative_to(REPO).as_posix()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Call):
-                name = getattr(node.func, "id", getattr(node.func, "attr", None))
-                if name in ASSEMBLY and rel not in ALLOWED:
-                    calls.append(f"{rel}:{node.lineno}: {name}(...)")
+    sources = [path for top in SCANNED for path in sorted((REPO / top).rglob("*.py"))
+               if "egg-info" not in path.as_posix()]
+    rels = {path.relative_to(REPO).as_posix() for path in sources}
+    calls = [call for path in sources
+             for call in assembly_calls(path.relative_to(REPO).as_posix(),
+                                        path.read_text(encoding="utf-8"))]
     assert calls == []
     assert len(sources) > 50   # the package was read
+    assert {f"benchmarks/{name}.py" for name in ("test_throughput", "checkpoint_cost",
+                                                 "precision_probe", "backfill_records",
+                                                 "adaptive_sweep")} <= rels
+    assert any(rel.startswith("baselines/fer_baselines/") for rel in rels)
