@@ -19,6 +19,7 @@ import pandas as pd
 
 from fer_bench.fileio import atomic_write_text
 from fer_bench.identity.record import CellRecord
+from fer_bench.leaderboard.preregistered import contrast_table_lines
 from fer_bench.leaderboard.rows import RowSummary, section_name, section_sort_key, summarize
 from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
 from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
@@ -268,6 +269,17 @@ def _literature_part(records: Sequence[CellRecord]) -> list[str]:
     return parts + [f"> Note: {escape_markdown(note)}" for note in frame.attrs["notes"]] + [""]
 
 
+CONTRASTS_TITLE = "The pre-registered answer: the converged grid's contrasts"
+CONTRASTS_INTRO = (
+    "Computed from the committed cells of the converged grid by the plan above (block cells "
+    "chosen by identity: model, split, loss, epochs, bf16, full FERPlus). Mean paired "
+    "difference in points over the seeds both sides have (n), the unadjusted 95% t interval, "
+    "the two-sided paired t-test p and, for the secondary family S1-S5, Holm's adjusted p; "
+    "the verdict follows the plan's rules. A contrast with fewer cells than planned is "
+    "an interim reading. An interval that includes 0 does not show that there is no effect "
+    "smaller than the detectable size the plan states.")
+
+
 def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, Any]],
                     study_numbers: bool = True, plots: Sequence[str] = (),
                     preface: str = "") -> str:
@@ -291,6 +303,9 @@ def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[
     if labels.not_comparable:
         parts += [f"> **Profile: {escape_markdown(', '.join(labels.not_comparable))}.** Few "
                   "epochs on a small slice; not comparable with the study.", ""]
+    contrasts = contrast_table_lines(records, escape=escape_markdown)
+    if contrasts:
+        parts += [f"## {CONTRASTS_TITLE}", "", CONTRASTS_INTRO, "", *contrasts, ""]
     parts += summary_lines(records, escape=escape_markdown)
     parts += [HONEST_NOTE, "", STATS_NOTE, "", CELLS_NOTE, ""]
     parts += _section_parts(records, provenance)

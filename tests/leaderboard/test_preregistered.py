@@ -130,3 +130,17 @@ def test_the_committed_primary_cells_recompute_by_hand():
     assert result.n == len(seeds)
     assert result.mean == pytest.approx(100 * differences.mean())
     assert result.p == pytest.approx(scipy_stats.ttest_1samp(differences, 0.0).pvalue)
+
+
+def test_the_page_carries_the_contrast_table_only_with_grid_cells():
+    from fer_bench.leaderboard.markdown import CONTRASTS_TITLE, render_markdown
+
+    grid = [grid_record(n, s, 0.83 + 0.002 * s + ((0.004 + 0.001 * s * s) if n == 8 else 0.0))
+            for n in (1, 8) for s in range(3)]
+    page = render_markdown(grid, [], study_numbers=False)
+    assert CONTRASTS_TITLE in page
+    primary = [line for line in page.splitlines()
+               if line.startswith("| P: fast&#95;resnet") and "| tie-aware | 3 | +0.57 |" in line]
+    assert len(primary) == 1 and "| 0.042 | - | gain confirmed; rules out" in primary[0]
+    short = [make_record("small_cnn", n, s, 0.8) for n in (1, 8) for s in range(3)]
+    assert CONTRASTS_TITLE not in render_markdown(short, [], study_numbers=False)
