@@ -8,12 +8,12 @@ which every import of a ``fer_bench.data`` module does first, imports only ``cle
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 # Eager, and light (numpy only): the function ``clean`` shares its name with the submodule
 # ``clean``, whose import would otherwise leave the module under this name.
 from fer_bench.data.clean import clean, subset
+from fer_bench.lazy import lazy_exports
 
 #: public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
@@ -40,15 +40,4 @@ def load_dataset(*args: Any, **kwargs: Any) -> Any:
     return _load_dataset(*args, **kwargs)
 
 
-def __getattr__(name: str) -> Any:
-    """The re-exported ``name``, its module imported on first access (cached here after)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)

@@ -86,7 +86,7 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 #: Lowest first. A module's layer is the longest entry naming it or a package above it.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("core", ("fer_bench", "fer_bench.errors", "fer_bench.fileio", "fer_bench.console",
+    ("core", ("fer_bench", "fer_bench.errors", "fer_bench.fileio", "fer_bench.console", "fer_bench.lazy",
               "fer_bench.registry", "fer_bench.strenum")),
     ("data", ("fer_bench.data",)),
     ("identity", ("fer_bench.identity", "fer_bench.models")),

@@ -10,8 +10,7 @@ re-exported lazily, so importing this package registers nothing.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from fer_bench.lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "AUGMENTATIONS": "fer_bench.training.augment.base",
@@ -25,15 +24,4 @@ __all__ = ["AUGMENTATIONS", "AugmentationSet", "check_augmentation", "needs_land
            "to_model_input"]
 
 
-def __getattr__(name: str) -> Any:
-    """The re-exported ``name``, its module imported on first access (cached here after)."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, __all__)
