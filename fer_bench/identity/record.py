@@ -99,6 +99,14 @@ class CellRecord:
     ``data.schema.GroundTruth``), the selected epoch's mean KL(true || predicted) in nats and
     its accuracy against the true top emotion (``metrics.truth_recovery``);
     ``synthetic_taggers``: simulated taggers per image of that data. None for real data.
+    ``majority_acc``: the chance level a model must beat: the tie-aware test accuracy of the
+    constant predictor that always answers the most frequent top emotion of the cell's
+    training targets (``training.evaluate.majority_accuracy``); None in older records and
+    when no epoch finished.
+    ``train_extra_loss``: per epoch, the mean over the epoch's batches of the model's own
+    extra loss term (``ModelSpec.extra_loss``, e.g. RAN's region-biased loss; a batch where
+    it returned None counts 0), already included in ``train_loss``; empty for a model
+    without one and in older records.
     """
 
     cell: Cell
@@ -140,6 +148,8 @@ class CellRecord:
     kl_true_mean: float | None = None          # nats, at best_val_epoch (synthetic data)
     acc_true_top: float | None = None          # at best_val_epoch (synthetic data)
     synthetic_taggers: int | None = None
+    majority_acc: float | None = None          # constant most-frequent-training-emotion predictor
+    train_extra_loss: list[float] = field(default_factory=list)   # per epoch; [] without one
     device: str = "cpu"
     device_name: str = ""
     n_train: int = 0

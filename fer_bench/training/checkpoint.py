@@ -8,8 +8,9 @@ framing in ``checkpoint_file``), at the end of epoch k (after its evaluation):
 * every random stream: torch's CPU generator (dropout), every CUDA device's when the cell
   runs on CUDA, numpy's and Python's global generators (model code may draw from them),
   and the cell's own torch generators: shuffle, label draws (PLD), online augmentation;
-* what the finished epochs measured: per-epoch training seconds, losses, validation and
-  test accuracy (tie-aware and top-1), evaluation seconds, and the best validation
+* what the finished epochs measured: per-epoch training seconds, losses (and the model's
+  extra loss term), validation and test accuracy (tie-aware and top-1), evaluation
+  seconds, and the best validation
   epoch's test probabilities float32 [n_test, 8] (so the honest selection survives);
   plus the time spent so far (set-up, FLOP counting, compilation, checkpoint writes, wall).
 
@@ -56,6 +57,10 @@ log = logging.getLogger(__name__)
 
 #: Per-epoch lists of the record, restored as they were measured.
 EPOCH_LISTS = ("epoch_times_s", "train_loss", "val_acc", "test_acc", "test_top1")
+#: The per-epoch means of the model's extra loss term: one per epoch for a model with
+#: ``ModelSpec.extra_loss``, none otherwise. A checkpoint written before it was recorded
+#: lacks it: resumed from for a model without the term, not trusted for one with it.
+EXTRA_LOSS_LIST = "train_extra_loss"
 #: Seconds spent by earlier processes on the cell, added to this process's.
 SUMMED = ("setup_s", "flops_s", "compile_seconds", "checkpoint_write_s", "wall_s")
 _GENERATORS = ("shuffle", "label_draws", "augment_draws")
@@ -106,7 +111,7 @@ def capture(run: TrainingRun, record: CellRecord, best: Best, epoch: int,
             device: torch.device, wall_s: float) -> dict[str, Any]:
     """The checkpoint payload after ``epoch`` (1-based) finished; ``wall_s``: the cell's
     wall seconds so far, all processes together."""
-    measured = {name: list(getattr(record, name)) for name in EPOCH_LISTS}
+    measured = {name: list(getattr(record, name)) for name in (*EPOCH_LISTS, EXTRA_LOSS_LIST)}
     measured.update({name: getattr(record, name) for name in SUMMED if name != "wall_s"})
     measured.update(eval_s=record.eval_s, wall_s=wall_s, started_at=record.started_at,
                     checkpoint_bytes=record.checkpoint_bytes)
@@ -151,6 +156,12 @@ def _check_fits(run: TrainingRun, payload: dict[str, Any], epoch: int, n_test: i
     record = payload["record"]
     if any(len(record[name]) != epoch for name in EPOCH_LISTS):
         raise CheckpointError(f"its per-epoch lists do not hold {epoch} epochs")
+    with_extra = run.spec.extra_loss is not None
+    if EXTRA_LOSS_LIST not in record and with_extra:
+        raise CheckpointError(f"it was written before {EXTRA_LOSS_LIST} was recorded")
+    if len(record.get(EXTRA_LOSS_LIST, ())) != (epoch if with_extra else 0):
+        raise CheckpointError(f"its {EXTRA_LOSS_LIST} does not fit the model's extra loss term "
+                              f"over {epoch} epochs")
     best = payload["best"]
     if not 1 <= best["epoch"] <= epoch or tuple(best["test_probs"].shape) != (n_test, 8):
         raise CheckpointError("its best epoch or test probabilities do not fit")
@@ -189,6 +200,7 @@ def carry(record: CellRecord, resumed: Resumed) -> None:
     carried = resumed.carried
     for name in EPOCH_LISTS:
         setattr(record, name, list(carried[name]))
+    record.train_extra_loss = list(carried.get(EXTRA_LOSS_LIST, ()))
     for name in SUMMED:
         if carried.get(name) is not None:
             setattr(record, name, (getattr(record, name) or 0.0) + carried[name])

@@ -108,11 +108,32 @@ def predict(
     return probs, synchronized_time(device) - start
 
 
+def majority_accuracy(train_targets: torch.Tensor, test_dist: torch.Tensor) -> float:
+    """The chance level a model must beat, a fraction in [0, 1]: the tie-aware accuracy on
+    ``test_dist`` [M, 8] of the constant predictor that always answers the most frequent
+    top emotion of ``train_targets`` [T, 8] (the cell's treated training targets).
+
+    An emotion's frequency is the number of training rows whose top shares hold it (a tied
+    row counts for each tied emotion): the tie-aware training accuracy of always answering
+    it. Equal frequencies go to the first emotion in ``EMOTIONS`` order. Only the training
+    targets choose the answer, so the test set is never looked at to set the bar.
+    """
+    targets = train_targets.detach().float().cpu()
+    n_classes = targets.shape[1]
+    answers = torch.eye(n_classes)
+    frequency = [metrics.tie_aware_accuracy(answers[k].expand(targets.shape[0], -1), targets)
+                 for k in range(n_classes)]
+    majority = int(np.argmax(frequency))
+    return metrics.tie_aware_accuracy(answers[majority].expand(test_dist.shape[0], -1), test_dist)
+
+
 def fill_test_summary(
-    record: CellRecord, test_probs: torch.Tensor, test_dist: torch.Tensor, test_complexity: torch.Tensor
+    record: CellRecord, test_probs: torch.Tensor, test_dist: torch.Tensor,
+    test_complexity: torch.Tensor, *, train_targets: torch.Tensor,
 ) -> None:
     """Write the selected epoch's test figures into ``record``: per-class and per-complexity
-    accuracy, mean KL(true || predicted), predictions and tie-aware correctness per image."""
+    accuracy, mean KL(true || predicted), predictions and tie-aware correctness per image,
+    and the majority-class rate (``majority_accuracy`` of ``train_targets`` [T, 8])."""
     probs = test_probs.float().cpu().numpy()
     dist = test_dist.cpu().numpy()
     record.per_class_acc = metrics.per_class_accuracy(probs, dist)
@@ -122,3 +143,4 @@ def fill_test_summary(
     record.kl_mean = metrics.mean_kl_divergence(probs, dist)
     record.test_predictions = encode_uint8(probs.argmax(axis=1).astype(np.uint8))
     record.test_correct = encode_bool(metrics.tie_aware_correct(probs, dist))
+    record.majority_acc = majority_accuracy(train_targets, test_dist)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -74,6 +75,16 @@ class TrainingRun:
         return self.average.model if self.average is not None else self.model
 
 
+class EpochPass(NamedTuple):
+    """What one training pass measured: wall seconds, the mean loss over its batches (the
+    model's extra term included), and the mean of the model's extra term alone (None for a
+    model without ``ModelSpec.extra_loss``; a batch where it returned None counts 0)."""
+
+    seconds: float
+    loss: float
+    extra_loss: float | None
+
+
 @dataclass
 class Best:
     """Test probabilities float32 [n_test, 8] of the epoch (1-based) with the best
@@ -85,9 +96,9 @@ class Best:
 
 
 def train_epoch(run: TrainingRun, images: torch.Tensor, targets: torch.Tensor,
-                epoch: int) -> tuple[float, float]:
+                epoch: int) -> EpochPass:
     """One pass over ``images`` uint8 [T, H, W] with ``targets`` float [T, 8] in shuffled
-    full batches; returns (wall seconds, mean loss).
+    full batches; returns its ``EpochPass`` (wall seconds, mean loss, mean extra term).
 
     Per-batch losses stay on the device and are checked once at the end of the epoch (no
     per-batch host sync); a NaN/inf loss raises ``CellFailed`` naming epoch and batch.
@@ -99,6 +110,8 @@ def train_epoch(run: TrainingRun, images: torch.Tensor, targets: torch.Tensor,
     batch_size = config.batch_size
     n_batches = images.shape[0] // batch_size
     batch_losses = torch.zeros(n_batches, device=device)
+    has_extra = run.spec.extra_loss is not None
+    extra_losses = torch.zeros(n_batches, device=device) if has_extra else None
     smoothing = config.label_smoothing
     start = synchronized_time(device)
     order = torch.randperm(images.shape[0], generator=run.shuffle, device=device)
@@ -116,10 +129,12 @@ def train_epoch(run: TrainingRun, images: torch.Tensor, targets: torch.Tensor,
             outputs = model(x)
             logits = logits_of(outputs)
             loss = run.loss_fn(logits, y_loss)
-            if run.spec.extra_loss is not None:
+            if has_extra:
                 extra = run.spec.extra_loss(model, outputs, logits, y)
                 if extra is not None:
-                    loss = loss + extra.float()
+                    extra = extra.float()
+                    loss = loss + extra
+                    extra_losses[b] = extra.detach()   # a copy on the device: no host sync
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()
@@ -133,4 +148,5 @@ def train_epoch(run: TrainingRun, images: torch.Tensor, targets: torch.Tensor,
         bad = int((~finite).nonzero()[0, 0]) + 1
         kind = "NaN" if bool(torch.isnan(batch_losses[bad - 1])) else "infinite"
         raise CellFailed(f"{kind} loss at epoch {epoch}, batch {bad} for model {run.spec.name}")
-    return seconds, float(batch_losses.mean())
+    mean_extra = float(extra_losses.mean()) if extra_losses is not None else None
+    return EpochPass(seconds, float(batch_losses.mean()), mean_extra)

@@ -172,7 +172,7 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
         for epoch in range(len(record.epoch_times_s) + 1, config.epochs + 1):
             epoch_targets = draw_one_hot(targets, label_draws) if loss_fn.draws_targets else targets
             with entering(Stage.TRAINING):
-                seconds, mean_loss = train_epoch(run, images, epoch_targets, epoch)
+                seconds, mean_loss, mean_extra = train_epoch(run, images, epoch_targets, epoch)
             with entering(Stage.EVALUATION):
                 val_probs, val_seconds = predict(eval_model, data.val_images, **eval_kwargs)
                 test_probs, test_seconds = predict(eval_model, data.test_images, **eval_kwargs)
@@ -185,6 +185,8 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
             test_acc = metrics.tie_aware_accuracy(test_probs, data.test_dist)
             record.epoch_times_s.append(seconds)
             record.train_loss.append(mean_loss)
+            if mean_extra is not None:
+                record.train_extra_loss.append(mean_extra)
             record.val_acc.append(val_acc)
             record.test_acc.append(test_acc)
             record.test_top1.append(metrics.top1_accuracy(test_probs, data.test_dist))
@@ -220,7 +222,8 @@ def _fill_selection(record: CellRecord, best: Best, data: TaskData) -> None:
     record.best_test_epoch = record.test_acc.index(record.acc_optimistic) + 1
     record.acc_top1_honest = record.test_top1[best.epoch - 1]
     record.acc_top1_optimistic = max(record.test_top1)
-    fill_test_summary(record, best.test_probs, data.test_dist, data.test_complexity)
+    fill_test_summary(record, best.test_probs, data.test_dist, data.test_complexity,
+                      train_targets=data.train_targets)
     if data.test_full_dist is not None:   # split scored otherwise (official-majority)
         record.acc_tie_aware = metrics.tie_aware_accuracy(best.test_probs, data.test_full_dist)
     if data.test_truth is not None:   # synthetic data: its hidden distributions are known
