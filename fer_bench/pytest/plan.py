@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from fer_bench.pytest.settings import AXES
+from fer_bench.pytest.settings import AXES, experiment_epochs
 
 CELL_FIXTURE = "fer_cell"
 #: Above this many estimated seconds on a CPU, the plan names the profiles that fit one.
@@ -56,33 +56,39 @@ PLUGIN_OPTIONS = {"epochs": "--fer-epochs", "precision": "--fer-precision",
                   "device": "--fer-device"}
 
 
-def cell_request(settings: Any, axes: dict[str, Any]) -> Any:
+def cell_request(settings: Any, axes: dict[str, Any], marker_epochs: int | None = None) -> Any:
     """The ``planning.cells.CellRequest`` of a test whose axis fixtures hold ``axes`` (axis
-    name -> value, ``AXES``) under the run's ``settings`` (``RunSettings``)."""
+    name -> value, ``AXES``) under the run's ``settings`` (``RunSettings``);
+    ``marker_epochs`` (the test's ``fer_experiment(epochs=N)``, ``settings.experiment_epochs``)
+    when neither ``--fer-epochs`` nor the profile sets the epochs."""
     from fer_bench.planning.cells import CellRequest
 
+    epochs = settings.epochs if settings.epochs is not None else marker_epochs
     return CellRequest(model=axes["model"], variant=axes["variant"], split=axes["split"],
                        seed=axes["seed"], loss=axes["loss"], augmentation=axes["augmentation"],
                        init=axes["init"], alignment=str(axes["alignment"]),
-                       epochs=settings.epochs, compile=settings.compile,
+                       epochs=epochs, compile=settings.compile,
                        precision=settings.precision, device=settings.device)
 
 
 def resolve_test_cell(state: Any, axes: dict[str, Any], datasets: Any, *,
-                      source: str | None = None, align: bool = True) -> TestCell:
+                      source: str | None = None, align: bool = True,
+                      marker_epochs: int | None = None) -> TestCell:
     """The cell of a test whose axis fixtures hold ``axes`` (``fer_bench.planning.cells``:
     the one path from axis values to a cell).
 
     ``state``: the plugin's ``FerBenchSession``; ``datasets``: its ``SessionData``;
     ``source``: the test's data source (None: the session's). ``align=False`` leaves the
     aligner unrun (the identity does not need its images: aligned data keeps the cleaned
-    fingerprint). Raises ``CellSkipped`` (a model without the asked ImageNet weights) and
+    fingerprint). ``marker_epochs``: the test's ``fer_experiment(epochs=N)`` (``cell_request``).
+    Raises ``CellSkipped`` (a model without the asked ImageNet weights) and
     other ``FerBenchError``s: a label treatment and split that need different cleaning
     (``ConfigError``), dlib or a model file missing (``AlignError``), an unknown model."""
     from fer_bench.identity.cell import DEFAULT_ALIGNMENT
     from fer_bench.planning.cells import OptionNames, plan_cell
 
-    plan = plan_cell(cell_request(state.settings, axes), OptionNames(PLUGIN_OPTIONS))
+    plan = plan_cell(cell_request(state.settings, axes, marker_epochs),
+                     OptionNames(PLUGIN_OPTIONS))
     dataset = datasets(plan.cleaning, plan.aligner if align else DEFAULT_ALIGNMENT,
                        source=source)
     return TestCell(plan.cell(dataset.fingerprint), plan.spec, plan.init_path, dataset,
@@ -167,7 +173,8 @@ def build_plan(state: Any, items: list[pytest.Item], *, cost: bool = True) -> Pl
         plan.cells.append(planned)
         try:
             axes, source = item_axes(state, item)
-            test = resolve_test_cell(state, axes, state.datasets, source=source, align=False)
+            test = resolve_test_cell(state, axes, state.datasets, source=source, align=False,
+                                     marker_epochs=experiment_epochs(item))
         except CellSkipped as exc:
             planned.reason = f"skipped: {exc}"
             continue

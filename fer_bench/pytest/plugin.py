@@ -29,7 +29,8 @@ alignment only when they take more than one value or a non-default one, so the t
 the cell's readable id
 (``vgg16-n3-complex-s0``, then ``loss=pld`` ... for the varying optional axes: the same
 ``fer_bench.identity.cell.axis_token`` names both). ``fer_experiment("name", title=...)`` names the
-leaderboard section (default: the module name without ``test_``).
+leaderboard section (default: the module name without ``test_``); its ``epochs=N`` is the
+experiment's own budget, used when neither ``--fer-epochs`` nor the profile sets one.
 
 Every option ``--fer-<name>`` is also the ini setting ``fer_<name>`` and the environment
 variable ``FER_BENCH_<NAME>``; precedence CLI > env > ini > profile > default.
@@ -62,6 +63,7 @@ from fer_bench.pytest.settings import (
     OPTIONS,
     RunSettings,
     default_models,
+    experiment_epochs,
     experiment_of,
     marker_axes,
     parametrized_names,
@@ -254,8 +256,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{AXES_MARKER}(**axes): an experiment's own axis values, "
                             "e.g. fer_axes(loss=['mse', 'pld'], nhot=[8]) (fer_bench)")
-    config.addinivalue_line("markers", f"{EXPERIMENT_MARKER}(name, title=...): the leaderboard "
-                            "section of a fer_bench benchmark module")
+    config.addinivalue_line("markers", f"{EXPERIMENT_MARKER}(name, title=..., epochs=N): the "
+                            "leaderboard section of a fer_bench benchmark module (epochs: its "
+                            "cells' own, below --fer-epochs and the profile's)")
     session = FerBenchSession(config)
     config.stash[SESSION] = session
     config.pluginmanager.register(session, "fer_bench_session")
@@ -379,7 +382,8 @@ def fer_cell(request: pytest.FixtureRequest, fer_model: str, fer_variant: str, f
             "loss": fer_loss, "augmentation": fer_augmentation, "init": fer_init,
             "alignment": fer_alignment}
     try:
-        test = resolve_test_cell(state, axes, fer_datasets, source=fer_data)
+        test = resolve_test_cell(state, axes, fer_datasets, source=fer_data,
+                                 marker_epochs=experiment_epochs(request.node))
     except CellSkipped as exc:
         skip_line(str(exc))
     except FerBenchError as exc:

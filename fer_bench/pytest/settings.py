@@ -277,6 +277,23 @@ def parametrized_names(node: Any) -> set[str]:
     return names
 
 
+def experiment_epochs(node: Any) -> int | None:
+    """The epochs a test's ``fer_experiment(..., epochs=N)`` marker gives its cells (the
+    experiment's own budget), None when it names none. They stand below ``--fer-epochs``
+    and the profile's epochs, above the model's own; ``ConfigError`` unless N is a whole
+    number >= 1."""
+    marker = node.get_closest_marker(EXPERIMENT_MARKER)
+    epochs = marker.kwargs.get("epochs") if marker is not None else None
+    if epochs is None:
+        return None
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        from fer_bench.errors import ConfigError
+
+        raise ConfigError(f"@pytest.mark.{EXPERIMENT_MARKER}(epochs=...): expected a whole "
+                          f"number >= 1, got {epochs!r}")
+    return epochs
+
+
 def experiment_of(node: Any) -> tuple[str, str]:
     """(experiment name, title) of a test: its ``fer_experiment`` marker, else the module's
     name without ``test_`` and the module docstring's first line."""
