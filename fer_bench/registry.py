@@ -364,10 +364,17 @@ class Registry(Generic[T]):
 
     def unknown_message(self, name: str, known: list[str]) -> str:
         """"unknown <kind> 'x' (<option>); did you mean: a, b?" or the list of valid names
-        (family templates included)."""
-        known = [*known, *self._families]
-        close = sorted(difflib.get_close_matches(str(name), known, n=3, cutoff=0.6),
-                       key=lambda c: (-difflib.SequenceMatcher(None, str(name), c).ratio(), c))
+        (family templates included). Up to three close names, then every close family
+        template: a family's own materialised names never crowd out its template."""
+
+        def closest(candidates: list[str], n: int) -> list[str]:
+            return sorted(difflib.get_close_matches(str(name), candidates, n=n, cutoff=0.6),
+                          key=lambda c: (-difflib.SequenceMatcher(None, str(name), c).ratio(), c))
+
+        templates = list(self._families)
+        close = closest(list(known), 3)
+        close += [t for t in closest(templates, max(1, len(templates))) if t not in close]
+        known = [*known, *templates]
         if close:
             return f"unknown {self.kind} {name!r}; did you mean: {', '.join(close)}?"
         return (f"unknown {self.kind} {name!r}; valid: "
