@@ -136,3 +136,11 @@ def test_resolve_cell_refuses_an_adaptive_cell_without_aligner():
                         dataset_fingerprint="x", device="cpu",
                         alignment="landmarks-dlib-hog-0123abcd")
     assert cell.id.endswith(f"aug={DEFAULT_ADAPTIVE}-align=landmarks-dlib-hog-0123abcd")
+
+
+def test_materialised_names_never_crowd_out_the_template():
+    for name in ("adaptive_x1=5_x2=15", "adaptive_x1=5_x2=25", "adaptive_x1=2.5_x2=33",
+                 "adaptive_x1=5_x2=35"):
+        AUGMENTATIONS.get(name)
+    with pytest.raises(ConfigError, match=r"did you mean: (adaptive_x1=[^,]+, ){3}adaptive_x1=<X1>_x2=<X2>\?"):
+        AUGMENTATIONS.get("adaptive_x1=5")
