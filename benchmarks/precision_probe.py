@@ -41,8 +41,9 @@ from fer_bench.identity.config import TrainConfig
 from fer_bench.models import ModelSpec, build_model, logits_of
 from fer_bench.planning.cells import CellRequest, plan_cell
 from fer_bench.training.augment.sets import to_model_input
-from fer_bench.training.device import cpu_has_bf16
+from fer_bench.training.device import cpu_has_bf16, device_name
 from fer_bench.training.evaluate import autocast_for, eval_batch_size, predict
+from fer_bench.training.heap import keep_heap
 from fer_bench.training.losses import get_loss
 from fer_bench.training.recipe import make_optimizer, make_schedule
 
@@ -187,8 +188,10 @@ def main(argv: list[str] | None = None) -> int:
         print("precision_probe: this CPU has no native bf16 units (AVX-512 BF16 / AMX); "
               "bf16 would be emulated", file=sys.stderr)
         return 2
+    heap = keep_heap()   # as run_cell does first: no page faults per step (training.heap)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.rounds} interleaved rounds of >= {args.seconds:g} s each")
+          f"{args.rounds} interleaved rounds of >= {args.seconds:g} s each, glibc heap {heap}, "
+          f"CPU {device_name(torch.device('cpu'))}")
     print(f"{'model':<12} {'batch':>5} {'train fp32':>10} {'train bf16':>10} {'ratio':>6} "
           f"{'eval fp32':>10} {'eval bf16':>10} {'ratio':>6}   (images/s)")
     results = []
@@ -222,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{row['model']:<12} {flops / 1e9:>9.3f} " + " ".join(cells), flush=True)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(),
+            json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "heap": heap,
+                       "cpu": device_name(torch.device("cpu")),
                        "results": results, "cpu_peak_flops": peaks}, handle, indent=1)
     return 0
 

@@ -29,6 +29,14 @@ same way (a seeded ``randperm`` / ``RandomSampler``):
     softmax probabilities out): ``fer_bench.training.evaluate.predict`` on the uint8 tensor
     (as the runner calls it) against a no-grad loop over a DataLoader of decoded PNGs.
 
+(b) and (c) run in fp32 and, on a CPU with native bf16 (AVX-512 BF16 / AMX), again under
+bf16 autocast on both sides (``--fer-precision bf16``: the runner's autocast and fp32
+logits; the naive loop's ``torch.autocast("cpu", torch.bfloat16)``), each row with the
+same target. Both sides run with the glibc heap that ``run_cell`` keeps
+(``fer_bench.training.heap``, set before anything is measured; process-wide, so the naive
+loops get it too): without it every batch page-faults its activations anew and
+fer_bench's evaluation rate swung 1.7x between back-to-back runs.
+
 Everything is measured **interleaved** in one run (round-robin over the measures, each
 repeated, the median kept), so a change in the machine's load hits both sides alike; the
 load average is printed beside the ratios. On a shared machine the figures are noisy:
@@ -126,21 +134,26 @@ def consume(batches) -> None:
         pass
 
 
-def naive_train_epoch(model, loader) -> None:
+def naive_train_epoch(model, loader, bf16: bool = False) -> None:
+    """A plain training loop; ``bf16``: forward and loss under CPU bf16 autocast, as the
+    usual AMP recipe (fp32 weights, Adam in fp32)."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     model.train()
     for x, y in loader:
-        loss = torch.nn.functional.mse_loss(torch.softmax(model(x), dim=1), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.nn.functional.mse_loss(torch.softmax(model(x).float(), dim=1), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
 
 @torch.no_grad()
-def naive_eval(model, loader) -> None:
+def naive_eval(model, loader, bf16: bool = False) -> None:
     model.eval()
     for x, _ in loader:
-        torch.softmax(model(x), dim=1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        torch.softmax(logits.float(), dim=1)
 
 
 # ------------------------------------------------------------------ fer_bench's path
@@ -171,16 +184,18 @@ def fer_bench_batches(images: torch.Tensor, targets: torch.Tensor, augment: str,
         yield to_model_input(batch, images.shape[-1], channels_last=True), select_batch(targets, index)
 
 
-def fer_bench_epoch_seconds(images: torch.Tensor, targets: torch.Tensor, seed: int = 0) -> float:
+def fer_bench_epoch_seconds(images: torch.Tensor, targets: torch.Tensor, seed: int = 0,
+                            precision: str = "fp32") -> float:
     """Seconds of one training pass of fer_bench's runner (``run_cell``, 1 epoch, batch 64,
-    online flip + shift 4) over the subset, as the runner times it."""
+    online flip + shift 4, ``precision`` "fp32" or "bf16") over the subset, as the runner
+    times it."""
     from fer_bench.planning.cells import CellRequest, plan_cell
     from fer_bench.training.runner import run_cell
     from fer_bench.training.tasks import TaskData
 
     plan = plan_cell(CellRequest(model="small_cnn", variant="nhot-8", split="ordinary",
                                  seed=seed, epochs=1, augmentation="rand_flip_shift4",
-                                 device="cpu", recipe={"batch_size": BATCH}))
+                                 device="cpu", precision=precision, recipe={"batch_size": BATCH}))
     cell = plan.cell("throughput")
     held_out = slice(0, 256)  # validation/test are evaluated after the epoch; kept small here
     data = TaskData(
@@ -219,8 +234,12 @@ def test_throughput_ratios(images_and_files, capsys, record_property):
     """Print fer_bench vs naive, same work per row: (a) data pipeline, (b) training epoch,
     (c) evaluation, each ratio beside its target."""
     from fer_bench.models import get_model
+    from fer_bench.training.device import cpu_has_bf16
     from fer_bench.training.evaluate import eval_batch_size, predict
+    from fer_bench.training.heap import keep_heap
 
+    heap = keep_heap()   # what run_cell does first; process-wide, so both sides share it
+    precisions = ("fp32", "bf16") if cpu_has_bf16() else ("fp32",)
     images, targets, files = images_and_files
     n_batches = images.shape[0] // BATCH
     load_before = load_text()
@@ -241,31 +260,45 @@ def test_throughput_ratios(images_and_files, capsys, record_property):
     interleaved(data_measures, 1)
     data_s = interleaved(data_measures, REPEATS)
 
-    # (b) one training epoch of small_cnn, same augmentation, interleaved
+    # (b) one training epoch of small_cnn, same augmentation, each precision, interleaved
     spec = get_model("small_cnn")
 
-    def naive_epoch(workers: int) -> None:
+    def naive_epoch(workers: int, precision: str) -> None:
         torch.manual_seed(0)          # the runner's initial weights (it seeds before building)
         model = spec.factory(num_classes=8, in_chans=1)
         naive_train_epoch(model, naive_loader(files, targets, augment="flip_shift", workers=workers,
-                                              shuffle=True, drop_last=True))
+                                              shuffle=True, drop_last=True), bf16=precision == "bf16")
 
-    train_s = interleaved({"ours": lambda: fer_bench_epoch_seconds(images, targets),
-                           **{f"naive w{w}": lambda w=w: naive_epoch(w) for w in WORKERS}}, TRAIN_REPEATS)
+    train_measures: dict[str, Callable[[], float | None]] = {}
+    for precision in precisions:
+        train_measures[f"{precision} ours"] = lambda p=precision: fer_bench_epoch_seconds(
+            images, targets, precision=p)
+        for w in WORKERS:
+            train_measures[f"{precision} naive w{w}"] = lambda w=w, p=precision: naive_epoch(w, p)
+    train_s = interleaved(train_measures, TRAIN_REPEATS)
 
-    # (c) evaluation, same weights, same batch, interleaved
+    # (c) evaluation, same weights, same batch, each precision, interleaved
     torch.manual_seed(0)
     model = spec.factory(num_classes=8, in_chans=1).eval()
     ours_model = copy.deepcopy(model).to(memory_format=torch.channels_last)   # as the runner holds it
     eval_batch = eval_batch_size(48, BATCH, images.device)
     assert eval_batch == BATCH
-    def ours_eval() -> None:
-        predict(ours_model, images, input_size=48, batch_size=eval_batch, channels_last=True, amp=False)
 
-    eval_measures: dict[str, Callable[[], float | None]] = {"ours": ours_eval}
-    for w in WORKERS:
-        eval_measures[f"naive w{w}"] = lambda w=w: naive_eval(
-            model, naive_loader(files, targets, augment="none", workers=w, shuffle=False))
+    def ours_eval(precision: str) -> Callable[[], None]:
+        def run() -> None:
+            predict(ours_model, images, input_size=48, batch_size=eval_batch, channels_last=True,
+                    amp=precision == "bf16")
+        return run
+
+    eval_measures: dict[str, Callable[[], float | None]] = {}
+    for precision in precisions:
+        eval_measures[f"{precision} ours"] = ours_eval(precision)
+        for w in WORKERS:
+            eval_measures[f"{precision} naive w{w}"] = lambda w=w, p=precision: naive_eval(
+                model, naive_loader(files, targets, augment="none", workers=w, shuffle=False),
+                bf16=p == "bf16")
+    for run in eval_measures.values():   # untimed warm-up: oneDNN builds its kernels per dtype
+        run()
     eval_s = interleaved(eval_measures, REPEATS)
 
     rate_a = {k: n_batches / v for k, v in data_s.items()}
@@ -276,12 +309,18 @@ def test_throughput_ratios(images_and_files, capsys, record_property):
             ("flip_rotate", "(a') data pipeline, batches/s", "decode/index + flip + rotate<=20deg bilinear, batch 64", None)):
         ours, naive = rate_a[f"{augment} ours"], [rate_a[f"{augment} naive w{w}"] for w in WORKERS]
         rows.append((name, what, f"{ours:,.0f}", *(f"{n:,.1f}" for n in naive), ours / max(naive), target))
-    naive_b = [train_s[f"naive w{w}"] for w in WORKERS]
-    rows.append(("(b) small_cnn epoch, seconds", f"train {SUBSET} img, Adam, MSE, batch 64, flip + shift<=4px",
-                 f"{train_s['ours']:.2f}", *(f"{n:.2f}" for n in naive_b), min(naive_b) / train_s["ours"], 1.5))
-    naive_c = [rate_c[f"naive w{w}"] for w in WORKERS]
-    rows.append(("(c) small_cnn evaluation, img/s", "decode/index + forward + softmax, batch 64, no aug",
-                 f"{rate_c['ours']:,.0f}", *(f"{n:,.0f}" for n in naive_c), rate_c["ours"] / max(naive_c), 3.0))
+    for precision in precisions:
+        naive_b = [train_s[f"{precision} naive w{w}"] for w in WORKERS]
+        ours_b = train_s[f"{precision} ours"]
+        rows.append((f"(b) small_cnn epoch {precision}, s",
+                     f"train {SUBSET} img, Adam, MSE, batch 64, flip + shift<=4px",
+                     f"{ours_b:.2f}", *(f"{n:.2f}" for n in naive_b), min(naive_b) / ours_b, 1.5))
+    for precision in precisions:
+        naive_c = [rate_c[f"{precision} naive w{w}"] for w in WORKERS]
+        ours_c = rate_c[f"{precision} ours"]
+        rows.append((f"(c) small_cnn eval {precision}, img/s",
+                     "decode/index + forward + softmax, batch 64, no aug",
+                     f"{ours_c:,.0f}", *(f"{n:,.0f}" for n in naive_c), ours_c / max(naive_c), 3.0))
 
     for name, _, *_, ratio, _target in rows:
         record_property(name, round(ratio, 2))
@@ -291,7 +330,8 @@ def test_throughput_ratios(images_and_files, capsys, record_property):
               f"{'target':>8}  {'both sides do':<58}")
     lines = [f"throughput on {SUBSET} FERPlus images, interleaved, median of {REPEATS} "
              f"(training: {TRAIN_REPEATS}); torch threads {torch.get_num_threads()} on both sides "
-             f"(ratio = fer_bench vs the better naive setting)",
+             f"(ratio = fer_bench vs the better naive setting); glibc heap {heap} on both sides "
+             f"(fer_bench.training.heap)",
              f"load average before: {load_before}; after: {load_after} (shared machine: noisy)",
              header, "-" * len(header)]
     for name, what, ours, n0, n2, ratio, target in rows:

@@ -28,14 +28,9 @@ def cpu_has_bf16() -> bool:
     """True when this CPU computes bf16 natively (AVX-512 BF16 or AMX-BF16 in
     ``/proc/cpuinfo``'s flags; elsewhere oneDNN's own check). Without them torch emulates
     bf16 and autocast runs slower than fp32."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
+    _, flags = _cpuinfo_model_and_flags()
+    if flags:
+        return bool(flags & {"avx512_bf16", "amx_bf16"})
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
     return bool(check()) if check is not None else False
 
@@ -242,10 +237,38 @@ class CellMemory:
 
 
 def device_name(device: torch.device) -> str:
-    """Marketing name of a CUDA device, else the CPU's processor name (or "cpu")."""
+    """Marketing name of a CUDA device, else the CPU's model name as ``/proc/cpuinfo`` gives
+    it (e.g. "AMD EPYC"), with its native bf16 units named ("AMX-BF16", "AVX512-BF16");
+    elsewhere ``platform.processor()`` or the architecture. Records taken before this field
+    named the CPU say "x86_64"."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine() or "cpu"
+    model, flags = _cpuinfo_model_and_flags()
+    if not model:
+        return platform.processor() or platform.machine() or "cpu"
+    units = [name for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"))
+             if flag in flags]
+    return f"{model} ({', '.join(units)})" if units else model
+
+
+@functools.lru_cache(maxsize=1)
+def _cpuinfo_model_and_flags() -> tuple[str, frozenset[str]]:
+    """The first processor's "model name" and flag set in ``/proc/cpuinfo`` ("" and an
+    empty set where there is none, e.g. macOS)."""
+    model, flags = "", frozenset()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and not model:
+                    model = value.strip()
+                elif key.strip() == "flags" and not flags:
+                    flags = frozenset(value.split())
+                if model and flags:
+                    break
+    except OSError:
+        pass
+    return model, flags
 
 
 def _dlib_version() -> str | None:

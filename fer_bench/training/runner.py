@@ -48,6 +48,7 @@ from fer_bench.training.device import CellMemory, cudnn_autotune, device_name, p
 from fer_bench.training.evaluate import eval_batch_size, fill_test_summary, predict
 from fer_bench.training.failure import OOM_ERRORS, Stage, describe_model_failure, entering
 from fer_bench.training.flops import cell_flops
+from fer_bench.training.heap import keep_heap
 from fer_bench.training.loop import (
     AUGMENT_SEED_OFFSET,
     Best,
@@ -278,6 +279,7 @@ def run_cell(spec: ModelSpec, data: TaskData, *, device: str | torch.device | No
     at the next safe point.
     """
     cell_start = time.perf_counter() - setup_seconds
+    keep_heap()   # no page faults per batch (training.heap); process-wide, once
     device = torch.device(device) if device is not None else data.device
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())

@@ -52,6 +52,33 @@ def test_convolution_count_and_batch_independence():
         assert train_flops_per_image(model, side, batch=batch) == 2 * conv + 3 * head
 
 
+def test_grouped_and_depthwise_convolutions_count_their_groups():
+    """A grouped conv after the first layer: forward 2 * 9 * (c / g) * c * S * S per image,
+    training 3x that, for any number of groups g (torch's own formula counts the weight
+    gradient g times over: a depthwise conv's backward came out 64x its forward at 64
+    channels, MTEN's training 10.5 GFLOP an image instead of 0.72)."""
+    side, channels = 8, 16
+    for groups in (1, 4, channels):
+        for layer in (nn.Conv2d, nn.ConvTranspose2d):
+            grouped = layer(channels, channels, 3, padding=1, groups=groups, bias=False)
+            model = nn.Sequential(nn.Conv2d(1, channels, 1, bias=False), grouped)
+            stem = 2 * channels * side * side
+            forward = 2 * 9 * (channels // groups) * channels * side * side
+            assert eval_flops_per_image(model, side) == stem + forward, (layer, groups)
+            assert train_flops_per_image(model, side) == 2 * stem + 3 * forward, (layer, groups)
+
+
+def test_every_study_model_trains_at_about_three_times_its_forward():
+    """Backward = 2x forward for every layer but the first: MTEN (depthwise convolutions)
+    included."""
+    from fer_bench.models import build_model, get_model
+
+    for name in ("small_cnn", "mten"):
+        model = build_model(get_model(name), num_classes=8, in_chans=1)
+        ratio = train_flops_per_image(model, 48) / eval_flops_per_image(model, 48)
+        assert 2.9 < ratio <= 3.0, (name, ratio)
+
+
 class Noisy(nn.Module):
     """BatchNorm (running statistics) and dropout (draws from the global generator)."""
 
