@@ -29,6 +29,8 @@ from fer_bench.leaderboard.summary import summary_lines
 from fer_bench.leaderboard.table import (
     ACCURACY,
     MISSING,
+    RunLabels,
+    SectionTables,
     build_sections,
     data_label_text,
     format_accuracy,
@@ -230,10 +232,36 @@ def _provenance_lines(records: Sequence[CellRecord],
     return lines
 
 
-def _section_parts(records: Sequence[CellRecord],
+def _run_label_banners(labels: RunLabels, sections: Sequence[SectionTables],
+                       provenance: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The page's warnings about data other than FERPlus and profiles not comparable with
+    the study; where only some sections are concerned, the banner names them (a synthetic
+    ground-truth section beside the real-data grid does not make the grid a pipeline test)."""
+    section_labels = {section.name: run_labels(section.records, provenance) for section in sections}
+    other_data = [name for name, found in section_labels.items() if not found.ferplus_only]
+    short = [name for name, found in section_labels.items() if found.not_comparable]
+    parts: list[str] = []
+    if not labels.ferplus_only:
+        only = "not only" if labels.some_ferplus else "not"
+        where = (f" Section{'s' if len(other_data) > 1 else ''} "
+                 f"{', '.join(other_data)} ran on other data; every other section is FERPlus."
+                 if labels.some_ferplus and 0 < len(other_data) < len(sections) else "")
+        parts += [f"> **Data: {escape_markdown(data_label_text(labels))}, {only} FERPlus.** "
+                  "Numbers on other data say nothing about how the models do on real "
+                  f"faces.{escape_markdown(where)}", ""]
+    if labels.not_comparable:
+        where = (f" Section{'s' if len(short) > 1 else ''} {', '.join(short)} only; every other "
+                 "section is comparable." if 0 < len(short) < len(sections) else "")
+        parts += [f"> **Profile: {escape_markdown(', '.join(labels.not_comparable))}.** Few "
+                  f"epochs on a small slice; not comparable with the study.{escape_markdown(where)}",
+                  ""]
+    return parts
+
+
+def _section_parts(sections: Sequence[SectionTables],
                    provenance: Sequence[Mapping[str, Any]]) -> list[str]:
     parts: list[str] = []
-    for section in build_sections(records, provenance):
+    for section in sections:
         parts += [f"## {escape_markdown(section.heading)}", ""]
         labels = run_labels(section.records, provenance)
         for split, frame in section.frames.items():
@@ -292,23 +320,17 @@ def render_markdown(records: Sequence[CellRecord], provenance: Sequence[Mapping[
     figures in a separate, labelled section.
     """
     labels = run_labels(records, provenance)
+    sections = build_sections(records, provenance)
     parts = ["# fer_bench leaderboard", ""]
     if preface.strip():
         parts += [preface.strip(), ""]
-    if not labels.ferplus_only:
-        only = "not only" if labels.some_ferplus else "not"
-        parts += [f"> **Data: {escape_markdown(data_label_text(labels))}, {only} FERPlus.** "
-                  "Numbers on other data test the pipeline; they say nothing about how the "
-                  "models do on real faces.", ""]
-    if labels.not_comparable:
-        parts += [f"> **Profile: {escape_markdown(', '.join(labels.not_comparable))}.** Few "
-                  "epochs on a small slice; not comparable with the study.", ""]
+    parts += _run_label_banners(labels, sections, provenance)
     contrasts = contrast_table_lines(records, escape=escape_markdown)
     if contrasts:
         parts += [f"## {CONTRASTS_TITLE}", "", CONTRASTS_INTRO, "", *contrasts, ""]
     parts += summary_lines(records, escape=escape_markdown)
     parts += [HONEST_NOTE, "", STATS_NOTE, "", CELLS_NOTE, ""]
-    parts += _section_parts(records, provenance)
+    parts += _section_parts(sections, provenance)
     parts += _literature_part(records)
     for name in plots:
         parts += [f"![{escape_markdown(Path(name).stem.replace('_', ' '))}]({quote(name)})", ""]

@@ -58,7 +58,7 @@ from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
 from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
 from fer_bench.leaderboard.speedrun import speedrun_frame
 from fer_bench.leaderboard.stats import SINGLE_RUN, CellSummary
-from fer_bench.planning.profiles import profile_named
+from fer_bench.planning.profiles import ProfileName, profile_named
 
 TOP1_MISSING_NOTE = ("top-1 accuracy is not recorded in these cells (written before records "
                      "carried it); benchmarks/backfill_records.py fills it from their stored "
@@ -220,12 +220,17 @@ def run_labels(records: Sequence[CellRecord],
                provenance: Sequence[Mapping[str, Any]] = ()) -> RunLabels:
     """The data labels and profiles of a run, e.g. (("synthetic",), ("smoke",)).
 
-    Taken from the records, else from each file's top-level ``fer_bench`` block.
+    Taken from the records (a record run without ``--fer-profile`` has profile "" and counts
+    as "default"), else, where there are no records, from each file's top-level
+    ``fer_bench`` block. A section's labels are its own records': the files' blocks cover
+    every section of a merged page.
     """
+    if records:
+        return RunLabels(_distinct(r.dataset_label for r in records),
+                         _distinct(r.profile or ProfileName.DEFAULT.value for r in records))
     blocks = [p.get("fer_bench") or {} for p in provenance]
-    data = _distinct(r.dataset_label for r in records) or _distinct(b.get("data_label") for b in blocks)
-    profile = _distinct(r.profile for r in records) or _distinct(b.get("profile") for b in blocks)
-    return RunLabels(data, profile)
+    return RunLabels(_distinct(b.get("data_label") for b in blocks),
+                     _distinct(b.get("profile") for b in blocks))
 
 
 def data_label_text(labels: RunLabels) -> str:

@@ -197,6 +197,21 @@ def test_run_labels_are_tuples_and_only_the_titles_format_them():
     page = render_markdown(records, [])
     assert "> **Data: ferplus+synthetic, not only FERPlus.**" in page
     assert "> **Profile: smoke.**" in page
+    assert "every other section" not in page    # one section holds both: nothing to single out
+
+
+def test_banners_name_the_sections_they_concern():
+    """A synthetic smoke section beside a FERPlus section: the page's banners say which
+    section is other data and not comparable, not that the whole page is."""
+    records = [make_record(dataset_label="ferplus", profile="cpu"),
+               make_record(seed=1, dataset_label="ferplus", profile="cpu"),
+               make_record(dataset_label="synthetic", experiment="recovery"),
+               make_record(seed=1, dataset_label="synthetic", experiment="recovery")]
+    page = render_markdown(records, [])
+    data_banner = next(line for line in page.splitlines() if line.startswith("> **Data:"))
+    profile_banner = next(line for line in page.splitlines() if line.startswith("> **Profile:"))
+    assert "not only FERPlus" in data_banner and "Section recovery ran on other data; every other section is FERPlus" in data_banner
+    assert "Section recovery only; every other section is comparable" in profile_banner
 
 
 def test_failed_cells_are_red_by_their_status_not_their_text():
@@ -227,3 +242,14 @@ def test_a_plugin_release_is_in_a_label_only_to_tell_two_rows_apart():
     other = record("pld", "in-process")
     labels = sorted(row.label for row in summarize([old, other])["ordinary"])
     assert labels == ["small_cnn loss=half_mse", "small_cnn loss=pld"]
+
+
+def test_a_sections_labels_are_its_own_records():
+    """Records run without --fer-profile (profile "") count as "default", and another file's
+    smoke block does not leak into their section's title."""
+    plain = [make_record(dataset_label="ferplus", profile="", experiment="speedrun"),
+             make_record(seed=1, dataset_label="ferplus", profile="", experiment="speedrun")]
+    provenance = [{"fer_bench": {"profile": "smoke", "data_label": "synthetic"}},
+                  {"fer_bench": {"profile": "", "data_label": "ferplus"}}]
+    assert run_labels(plain, provenance) == RunLabels(("ferplus",), ("default",))
+    assert run_labels([], provenance) == RunLabels(("ferplus", "synthetic"), ("smoke",))
