@@ -22,6 +22,7 @@ from fer_bench.errors import CellSkipped, ConfigError
 from fer_bench.identity.cell import Cell
 from fer_bench.models import get_model, unregister_model
 from fer_bench.planning.cells import CellRequest, OptionNames, cleaning_of, plan_cell
+from fer_bench.training.device import cpu_has_bf16
 from fer_bench.training.resolve import resolve_cell, resolve_config
 from tests.helpers.cells import BASE_ARGS, needs_dlib, tiny_model_conftest, write_ferplus_folder
 
@@ -142,7 +143,12 @@ def test_plugin_and_cli_build_the_same_cells_from_a_test_s_own_values(pytester, 
     result.stdout.fnmatch_lines(["*SKIPPED*model 'small_cnn' has no ImageNet weights*"])
     assert [tuple(e["axes"][f] for f in AXIS_FIELDS) for e in planned] == OWN_CASES
     assert_same_cells(small_dir, planned)
-    assert {Cell.from_dict(e["cell"]).precision for e in planned} == {"fp32"}   # auto on a CPU
+    # "auto" on a CPU: the model's cpu_precision where the CPU computes bf16 natively
+    for entry in planned:
+        model = entry["axes"]["model"]
+        expected = get_model(model).cpu_precision if cpu_has_bf16() else "fp32"
+        assert Cell.from_dict(entry["cell"]).precision == expected, model
+    assert get_model("small_cnn").cpu_precision == "fp32" and get_model("fast_resnet").cpu_precision == "bf16"
     # the CLI skips the same cell, before it loads any data
     with pytest.raises(CellSkipped, match="has no ImageNet weights.*use --init scratch"):
         cli_cell(small_dir / "missing", dict(zip(AXIS_FIELDS, skipped, strict=True)))
