@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -229,8 +230,10 @@ def test_a_shard_past_its_time_limit_is_requeued_and_finishes_equal_to_one_proce
           f"requeue(s), {seconds:.0f}s in all; " + " | ".join(lines))
     assert len(requeues) >= 1 and len(lines) == len(requeues)
     assert [r["count"] for r in requeues] == list(range(1, len(requeues) + 1))
-    for entry in requeues:      # stopped by the signal (75) or, late, by the limit (TIMEOUT)
-        assert entry["code"] == 75 or entry["state"] == "TIMEOUT", entry
+    # stopped by the signal at a safe point (75), killed by it between cells or before the
+    # cell's handler was set (-15: a loaded machine's slow start), or late by the limit
+    for entry in requeues:
+        assert entry["code"] in (75, -signal.SIGTERM) or entry["state"] == "TIMEOUT", entry
     assert manifest["jobs"]["1"] == requeues[-1]["new_job"]
     first = (run_dir / "submitit" / f"{requeues[0]['job']}_0_log.err").read_text()
     assert "Bypassing signal SIGTERM" in first         # submitit's process outlived the signal
