@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
 
     eager_eval = copy.deepcopy(model).eval()
     compiled_eval, result["eval_compile_s"] = compile_for_eval(
-        copy.deepcopy(model).eval(), eval_set_sizes={args.eval_images}, flip_tta=False,
+        copy.deepcopy(model).eval(), eval_set_sizes={args.eval_images}, tta="none",
         device=device, **kwargs)
     eager_s, compiled_s = [], []
     for _ in range(args.repeats):

@@ -88,7 +88,7 @@ def _eval_rate(model, config, images: torch.Tensor, amp: bool, seconds: float) -
     done, start = 0, time.perf_counter()
     while done < 2 * images.shape[0] or time.perf_counter() - start < seconds:
         predict(model, images, input_size=config.input_size, batch_size=batch,
-                channels_last=True, amp=amp, flip_tta=config.tta == "flip")
+                channels_last=True, amp=amp, tta=config.tta)
         done += images.shape[0]
     return done / (time.perf_counter() - start)
 

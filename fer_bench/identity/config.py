@@ -38,7 +38,8 @@ class TrainConfig:
     ``optimizer`` / ``momentum`` / ``schedule`` / ``warmup`` / ``ema``: see
     ``fer_bench.training.recipe`` (the defaults are the study's: Adam at a constant lr).
     ``label_smoothing``: targets become (1 - a) t + a / 8 before the loss (0 = off).
-    ``tta``: "none" or "flip" (evaluation averages the softmax of the image and its mirror).
+    ``tta``: test-time augmentation, "none", "flip" (evaluation averages the softmax of the
+    image and its mirror) or "flip_shift1" (``fer_bench.training.tta``).
     ``compile``: "none" or "eval": evaluation runs the model through ``torch.compile``
     (inductor), training stays eager (``fer_bench.training.compiled``). Results equal eager
     ones only up to floating-point rounding, hence part of the identity.

@@ -27,7 +27,7 @@ from fer_bench.training.evaluate import predict
 
 
 def compile_for_eval(model: torch.nn.Module, *, eval_set_sizes: set[int], input_size: int,
-                     batch_size: int, channels_last: bool, amp: bool, flip_tta: bool,
+                     batch_size: int, channels_last: bool, amp: bool, tta: str,
                      device: torch.device) -> tuple[torch.nn.Module, float]:
     """``(compiled model, compile seconds)``: ``torch.compile(model, dynamic=False)`` warmed
     up on uint8 zeros of every evaluation set size in ``eval_set_sizes`` (e.g. {n_val, n_test}),
@@ -44,7 +44,7 @@ def compile_for_eval(model: torch.nn.Module, *, eval_set_sizes: set[int], input_
     for rows in sorted(shapes):
         blank = torch.zeros(rows, input_size, input_size, dtype=torch.uint8, device=device)
         predict(compiled, blank, input_size=input_size, batch_size=rows,
-                channels_last=channels_last, amp=amp, flip_tta=flip_tta)
+                channels_last=channels_last, amp=amp, tta=tta)
     seconds = synchronized_time(device) - start
     model.train(was_training)
     return compiled, seconds

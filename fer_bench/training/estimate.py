@@ -191,11 +191,10 @@ def measure_rate(spec: ModelSpec, config: TrainConfig, device: str | torch.devic
         eval_model = average.model if average is not None else model
         eval_batch = eval_batch_size(config.input_size, batch, device)
         eval_images = images.repeat((eval_batch + batch - 1) // batch, 1, 1)[:eval_batch]
-        flip = config.tta == "flip"
 
         def evaluate(count: int) -> None:
             predict(eval_model, eval_images[:count], input_size=config.input_size,
-                    batch_size=count, channels_last=True, amp=amp, flip_tta=flip)
+                    batch_size=count, channels_last=True, amp=amp, tta=config.tta)
 
         eval_size = _call_size(eval_batch, eval_flops, device)
         eval_s = _median_call_s(lambda: evaluate(eval_size), device, budget_s / 2,

@@ -13,6 +13,7 @@ from fer_bench.models import logits_of
 from fer_bench.training import metrics
 from fer_bench.training.augment.sets import to_model_input
 from fer_bench.training.device import one_thread_for_small, synchronized_time
+from fer_bench.training.tta import View, apply_view, tta_views
 
 #: Evaluation batches hold about this many input pixels (1024 images at 48x48).
 EVAL_PIXELS = 1024 * 48 * 48
@@ -86,26 +87,33 @@ def fp32_logits(model: torch.nn.Module, x: torch.Tensor, *, amp: bool) -> torch.
 @torch.no_grad()
 def predict(
     model: torch.nn.Module, images: torch.Tensor, *, input_size: int, batch_size: int,
-    channels_last: bool, amp: bool, flip_tta: bool = False,
+    channels_last: bool, amp: bool, tta: str = "none",
 ) -> tuple[torch.Tensor, float]:
     """Softmax probabilities float32 [M, C] (on the images' device) and wall seconds;
     the logits are float32 before the softmax (``fp32_logits``).
 
-    images uint8 [M, H, W]. The model is put in eval mode and left there. ``flip_tta``
-    averages the probabilities of each image and its horizontal mirror.
+    images uint8 [M, H, W]. The model is put in eval mode and left there. ``tta`` names the
+    views whose probabilities are averaged (``training.tta``: "none", "flip", ...).
     """
     device = images.device
+    views = tta_views(tta)
     model.eval()
     start = synchronized_time(device)
     chunks = []
     for first in range(0, images.shape[0], batch_size):
         x = to_model_input(images[first:first + batch_size], input_size, channels_last)
-        probs = torch.softmax(fp32_logits(model, x, amp=amp), dim=1)
-        if flip_tta:
-            with one_thread_for_small(x.numel(), device):   # a batch-sized copy (device.py)
-                x_mirrored = torch.flip(x, dims=[-1])
-            mirrored = fp32_logits(model, x_mirrored, amp=amp)
-            probs = 0.5 * (probs + torch.softmax(mirrored, dim=1))
+        probs = None
+        for view in views:
+            if view == View():
+                seen = x
+            else:
+                with one_thread_for_small(x.numel(), device):   # a batch-sized copy (device.py)
+                    seen = apply_view(x, view, channels_last=channels_last)
+            view_probs = torch.softmax(fp32_logits(model, seen, amp=amp), dim=1)
+            if len(views) == 1:
+                probs = view_probs
+            else:
+                probs = view.weight * view_probs if probs is None else probs + view.weight * view_probs
         chunks.append(probs)
     probs = torch.cat(chunks)
     return probs, synchronized_time(device) - start

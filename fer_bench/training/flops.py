@@ -6,8 +6,8 @@
   training), so the first layer's input gradient is not computed: a single ``Linear(i, o)``
   costs 2·i·o forward + 2·i·o for its weight gradient = 4·i·o per image; a layer deeper in
   the net also back-propagates to its input, 6·i·o in all (the usual "3x forward").
-* ``eval_flops_per_image``: one forward pass in eval mode, without gradients; x2 with
-  mirrored test-time augmentation (``tta="flip"``: the mirror is a second forward pass).
+* ``eval_flops_per_image``: one forward pass in eval mode, without gradients; times the
+  views of test-time augmentation (``tta="flip"``: the mirror is a second forward pass).
 
 What is counted is what ``FlopCounterMode`` counts: matrix multiplications and
 convolutions (and their backward), 2 FLOPs per multiply-add; not element-wise ops,
@@ -30,6 +30,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 from fer_bench.identity.config import TrainConfig
+from fer_bench.training.tta import tta_views
 
 __all__ = ["BF16_PEAK_TFLOPS", "cell_flops", "eval_flops_per_image", "flop_rate_text",
            "peak_bf16_flops", "train_flops_per_image"]
@@ -122,8 +123,9 @@ def train_flops_per_image(model: torch.nn.Module, input_size: int, *, in_chans: 
 
 def eval_flops_per_image(model: torch.nn.Module, input_size: int, *, in_chans: int = 1,
                          batch: int = COUNT_BATCH, channels_last: bool = True,
-                         amp: bool = False, flip_tta: bool = False) -> int:
-    """Forward FLOPs of evaluating one image (eval mode, no gradients); x2 with ``flip_tta``."""
+                         amp: bool = False, tta: str = "none") -> int:
+    """Forward FLOPs of evaluating one image (eval mode, no gradients), times the number of
+    views of test-time augmentation ``tta`` (``training.tta``)."""
     from fer_bench.training.evaluate import autocast_for
 
     twin = copy.deepcopy(model).eval()
@@ -132,7 +134,7 @@ def eval_flops_per_image(model: torch.nn.Module, input_size: int, *, in_chans: i
           _counter() as counter, autocast_for(x.device, amp)):
         twin(x)
     per_image = counter.get_total_flops() / batch
-    return int(round(per_image * (2 if flip_tta else 1)))
+    return int(round(per_image * len(tta_views(tta))))
 
 
 def cell_flops(model: torch.nn.Module, config: TrainConfig, *, channels_last: bool = True,
@@ -143,7 +145,7 @@ def cell_flops(model: torch.nn.Module, config: TrainConfig, *, channels_last: bo
     try:
         train = train_flops_per_image(model, config.input_size, channels_last=channels_last, amp=amp)
         evaluate = eval_flops_per_image(model, config.input_size, channels_last=channels_last,
-                                        amp=amp, flip_tta=config.tta == "flip")
+                                        amp=amp, tta=config.tta)
     except Exception as exc:   # an op the counter cannot run: no figure, the cell goes on
         log.info("FLOPs of %s not counted: %s: %s", type(model).__name__, type(exc).__name__, exc)
         return None, None

@@ -32,6 +32,7 @@ from fer_bench.training.augment.sets import check_augmentation, needs_landmarks
 from fer_bench.training.device import cpu_has_bf16
 from fer_bench.training.losses import LOSSES, get_loss
 from fer_bench.training.recipe import check_recipe
+from fer_bench.training.tta import TTA_CHOICES
 
 _SPEC_CONFIG_FIELDS = ("epochs", "lr", "batch_size", "loss", "augmentation", "input_size")
 
@@ -50,8 +51,10 @@ def resolve_config(spec: ModelSpec, **overrides: Any) -> TrainConfig:
     get_loss(config.loss)
     check_augmentation(config.augmentation)
     check_recipe(config)
-    if not 0.0 <= config.label_smoothing < 1.0 or config.tta not in ("none", "flip"):
-        raise ConfigError(f"label_smoothing must be in [0, 1) and tta 'none' or 'flip': {config}")
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise ConfigError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
+    if config.tta not in TTA_CHOICES:
+        raise ConfigError(f"unknown tta {config.tta!r}; valid: {', '.join(TTA_CHOICES)}")
     config = replace(config, init=resolve_init(config.init).name)
     if config.epochs < 1 or config.batch_size < 1 or config.input_size < 1:
         raise ConfigError(f"epochs, batch_size and input_size must be >= 1: {config}")

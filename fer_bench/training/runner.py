@@ -151,7 +151,7 @@ def _train_and_evaluate(spec: ModelSpec, data: TaskData, device: torch.device, r
         channels_last=channels_last, amp=amp)
     eval_kwargs = dict(input_size=config.input_size, channels_last=channels_last, amp=amp,
                        batch_size=eval_batch_size(config.input_size, config.batch_size, device),
-                       flip_tta=config.tta == "flip")
+                       tta=config.tta)
     eval_model = run.eval_model
     if config.compile == COMPILE_EVAL:
         with entering(Stage.EVALUATION):   # the warm-up evaluates every batch shape

@@ -17,8 +17,9 @@ BASELINES = [
 ]
 #: The study's FER-specific models (tests/training/test_study_models.py covers them).
 STUDY = ["ran", "dan", "mten", "mten_b0"]
-#: Recipes and variants beyond the study (fast CPU recipe, VGG13 at Microsoft's 64x64).
-OTHER = [name for name in ("fast_resnet", "vgg13_64")
+#: Recipes and variants beyond the study (fast CPU recipe and its 15-minute speedrun, VGG13
+#: at Microsoft's 64x64).
+OTHER = [name for name in ("fast_resnet", "fast_resnet_long", "vgg13_64")
          if name in {e.name for e in list_entries() if e.distribution == "fer-baselines"}]
 
 

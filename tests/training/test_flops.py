@@ -28,7 +28,8 @@ def test_single_linear_layer():
     images of a training step need no gradient. The bias adds nothing counted."""
     model = one_linear()
     assert eval_flops_per_image(model, SIDE, channels_last=False) == 2 * IN * OUT
-    assert eval_flops_per_image(model, SIDE, channels_last=False, flip_tta=True) == 4 * IN * OUT
+    assert eval_flops_per_image(model, SIDE, channels_last=False, tta="flip") == 4 * IN * OUT
+    assert eval_flops_per_image(model, SIDE, channels_last=False, tta="flip_shift1") == 12 * IN * OUT
     assert train_flops_per_image(model, SIDE, channels_last=False) == 4 * IN * OUT
 
 
