@@ -207,7 +207,8 @@ def cell_count_text(records: Sequence[CellRecord]) -> str:
 def _provenance_lines(records: Sequence[CellRecord],
                       provenance: Sequence[Mapping[str, Any]]) -> list[str]:
     epochs = sorted({r.epochs for r in records})
-    devices = sorted({f"{r.device} {r.device_name}".strip() for r in records})
+    devices = sorted({f"{r.device} {r.device_name}".strip() + (f" (heap {r.heap})" if r.heap else "")
+                      for r in records})
     lines = [f"- epochs per cell: {escape_markdown(', '.join(map(str, epochs)) or MISSING)}",
              f"- devices of the cells: {escape_markdown('; '.join(devices) or MISSING)}",
              f"- cells: {escape_markdown(cell_count_text(records))}"]

@@ -221,16 +221,17 @@ def run_labels(records: Sequence[CellRecord],
     """The data labels and profiles of a run, e.g. (("synthetic",), ("smoke",)).
 
     Taken from the records (a record run without ``--fer-profile`` has profile "" and counts
-    as "default"), else, where there are no records, from each file's top-level
-    ``fer_bench`` block. A section's labels are its own records': the files' blocks cover
-    every section of a merged page.
+    as "default"), else, where there are no records or they predate ``dataset_label``, from
+    each file's top-level ``fer_bench`` block. A section's labels are its own records': the
+    files' blocks cover every section of a merged page.
     """
-    if records:
-        return RunLabels(_distinct(r.dataset_label for r in records),
-                         _distinct(r.profile or ProfileName.DEFAULT.value for r in records))
     blocks = [p.get("fer_bench") or {} for p in provenance]
-    return RunLabels(_distinct(b.get("data_label") for b in blocks),
-                     _distinct(b.get("profile") for b in blocks))
+    from_files = RunLabels(_distinct(b.get("data_label") for b in blocks),
+                           _distinct(b.get("profile") for b in blocks))
+    if not records:
+        return from_files
+    return RunLabels(_distinct(r.dataset_label for r in records) or from_files.data,
+                     _distinct(r.profile or ProfileName.DEFAULT.value for r in records))
 
 
 def data_label_text(labels: RunLabels) -> str:
