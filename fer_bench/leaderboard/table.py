@@ -55,8 +55,7 @@ from fer_bench.leaderboard.rows import (
     variant_sort_key,
 )
 from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
-from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
-from fer_bench.leaderboard.speedrun import speedrun_frame
+from fer_bench.leaderboard.speedrun import speedrun_tables
 from fer_bench.leaderboard.stats import SINGLE_RUN, CellSummary
 from fer_bench.planning.profiles import ProfileName, profile_named
 
@@ -318,14 +317,12 @@ def _print_literature(records: Sequence[CellRecord], console: Console) -> None:
 
 
 def _print_speedrun(records: Sequence[CellRecord], console: Console) -> None:
-    """The speedrun section's time-to-accuracy table (``leaderboard/speedrun.py``)."""
-    frame = speedrun_frame(records)
-    if frame is None:
-        return
-    console.print(Text(SPEEDRUN_TITLE, style="italic"))
-    console.print(_rich_table(frame, list(frame.columns)))
-    for note in frame.attrs["notes"]:
-        console.print(Text(f"note: {note}"))
+    """The speedrun section's time-to-accuracy tables (``leaderboard/speedrun.py``)."""
+    for title, frame in speedrun_tables(records):
+        console.print(Text(title, style="italic"))
+        console.print(_rich_table(frame, list(frame.columns)))
+        for note in frame.attrs["notes"]:
+            console.print(Text(f"note: {note}"))
 
 
 def _print_summary(records: Sequence[CellRecord], console: Console) -> None:
