@@ -27,7 +27,7 @@ from __future__ import annotations
 import pytest
 
 from fer_bench.data.labels.ferplus_ms import LOSS_OF_VARIANT, SPLIT_NAME
-from fer_bench.pytest.plugin import AXES_MARKER, session_of
+from fer_bench.pytest.plugin import use_models_unless_profile
 
 #: VGG13 as Barsoum et al. used it: our 48x48 baseline, and upsampled to 64x64.
 LITERATURE_MODELS = ("vgg13", "vgg13_64")
@@ -41,13 +41,8 @@ pytestmark = [
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """VGG13 is this experiment's model, unless the run's profile names its own (smoke).
-
-    Runs before the plugin's own ``pytest_generate_tests`` (pytest calls a module's hook
-    first), so the marker added here is what the plugin reads.
-    """
-    if session_of(metafunc.config).settings.profile.models is None:
-        metafunc.definition.add_marker(getattr(pytest.mark, AXES_MARKER)(models=list(LITERATURE_MODELS)))
+    """VGG13 is this experiment's model, unless the run's profile names its own (smoke)."""
+    use_models_unless_profile(metafunc, LITERATURE_MODELS)
 
 
 @pytest.mark.parametrize(("fer_variant", "fer_loss"), list(LOSS_OF_VARIANT.items()),

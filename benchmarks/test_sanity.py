@@ -14,7 +14,7 @@ whether it learns:
 
 Why 2 epochs: this is a check that each model and its extra terms train at all on real
 faces, not a result. 2 epochs are the fewest that show a loss trend, and by issue 22's
-quiet-machine rates they cost about 2 hours of CPU for the four models in fp32 (about 1
+quiet-machine rates they cost about 2 hours of CPU for the four models in fp32 (about 1.5
 with bf16 autocast for VGG16, RAN and DAN; MTEN is slower in bf16 on this CPU). They are
 far too short to compare with the study's accuracies (SPEC's recipe trains 40 epochs,
 DAN's own 60), so the section's title says so. ``--fer-epochs`` and a profile's epochs override the 2 (``fer_experiment(epochs=...)``).
@@ -45,7 +45,7 @@ from fer_bench.identity.record import CellRecord, Status
 from fer_bench.leaderboard.column_registry import Column, register_column
 from fer_bench.leaderboard.rows import MISSING, RowSummary
 from fer_bench.planning.profiles import STUDY_MODELS
-from fer_bench.pytest.plugin import AXES_MARKER, session_of
+from fer_bench.pytest.plugin import use_models_unless_profile
 
 EXPERIMENT = "sanity"
 #: Epochs per cell: enough to see the loss fall, far too few to compare with the study.
@@ -60,18 +60,16 @@ LEARNS = "learns"
 pytestmark = [
     pytest.mark.fer_experiment(
         EXPERIMENT, epochs=EPOCHS,
-        title="Sanity check, not a result: do the study's models learn on real faces? "
-              f"({EPOCHS} epochs, 8-hot, ordinary, scratch; too short to compare with the study)"),
+        title="Sanity check, not a result: do the study's models learn? "
+              "(8-hot, ordinary, scratch; too short to compare with the study)"),
     pytest.mark.fer_axes(nhot=[8], split=["ordinary"], seeds=[0], init=["scratch"]),
 ]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """The study's four models are this experiment's, unless the run's profile names its
-    own (smoke: ``small_cnn``). Runs before the plugin's own ``pytest_generate_tests``
-    (pytest calls a module's hook first), so the marker added here is what it reads."""
-    if session_of(metafunc.config).settings.profile.models is None:
-        metafunc.definition.add_marker(getattr(pytest.mark, AXES_MARKER)(models=list(STUDY_MODELS)))
+    own (smoke: ``small_cnn``)."""
+    use_models_unless_profile(metafunc, STUDY_MODELS)
 
 
 # ----------------------------------------------------------------------------- the check
@@ -90,9 +88,10 @@ def extra_loss_finite(record: CellRecord) -> bool | None:
 
 def verdict(record: CellRecord) -> str:
     """"learns"; "does not learn (why)"; or "unknown (why)" for a record that cannot tell
-    (no majority-class rate recorded, fewer than 2 epochs)."""
+    (the cell failed before it could show anything, no majority-class rate recorded, fewer
+    than 2 epochs)."""
     if record.status != Status.OK:
-        return f"does not learn (the cell failed: {record.error})"
+        return f"unknown (the cell failed: {record.error})"
     if record.majority_acc is None or record.acc_honest is None:
         return "unknown (no majority-class rate in the record)"
     falls = loss_falls(record)

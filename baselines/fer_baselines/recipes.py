@@ -17,6 +17,8 @@ seed 0) reached 85.39% honest, 85.96% at its last epoch.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 
 from fer_baselines.fast_resnet import FastResNet
@@ -60,17 +62,10 @@ fast_resnet = ModelSpec(
 )
 
 
-fast_resnet_long = ModelSpec(
+fast_resnet_long = replace(
+    fast_resnet,
     name="fast_resnet_long",
-    factory=build_fast_resnet,
     epochs=LONG_EPOCHS,
-    lr=0.2,
-    batch_size=256,
-    loss="cce",
-    augmentation="rand_flip_shift4",
-    recipe={"optimizer": "sgd", "momentum": 0.9, "weight_decay": 5e-4,
-            "schedule": "onecycle", "warmup": 0.25, "ema": LONG_EMA, "tta": "flip_shift1"},
+    recipe={**fast_resnet.recipe, "ema": LONG_EMA, "tta": "flip_shift1"},
     description="fast_resnet, 32 one-cycle epochs + weight EMA + 6-view TTA: the 15-minute speedrun",
-    tags=("fast", "cpu"),
-    cpu_precision="bf16",
 )

@@ -152,6 +152,7 @@ class CellRecord:
     train_extra_loss: list[float] = field(default_factory=list)   # per epoch; [] without one
     device: str = "cpu"
     device_name: str = ""
+    heap: str = ""                          # glibc heap mode of the run (training.heap): times, not numbers
     n_train: int = 0
     n_val: int = 0
     n_test: int = 0

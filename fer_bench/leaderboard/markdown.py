@@ -22,8 +22,7 @@ from fer_bench.identity.record import CellRecord
 from fer_bench.leaderboard.preregistered import contrast_table_lines
 from fer_bench.leaderboard.rows import RowSummary, section_name, section_sort_key, summarize
 from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
-from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
-from fer_bench.leaderboard.speedrun import speedrun_frame
+from fer_bench.leaderboard.speedrun import speedrun_tables
 from fer_bench.leaderboard.stats import SINGLE_RUN, TABLE2_THRESHOLD, mean_ci, succeeded
 from fer_bench.leaderboard.summary import summary_lines
 from fer_bench.leaderboard.table import (
@@ -207,7 +206,8 @@ def cell_count_text(records: Sequence[CellRecord]) -> str:
 def _provenance_lines(records: Sequence[CellRecord],
                       provenance: Sequence[Mapping[str, Any]]) -> list[str]:
     epochs = sorted({r.epochs for r in records})
-    devices = sorted({f"{r.device} {r.device_name}".strip() for r in records})
+    devices = sorted({f"{r.device} {r.device_name}".strip() + (f" (heap {r.heap})" if r.heap else "")
+                      for r in records})
     lines = [f"- epochs per cell: {escape_markdown(', '.join(map(str, epochs)) or MISSING)}",
              f"- devices of the cells: {escape_markdown('; '.join(devices) or MISSING)}",
              f"- cells: {escape_markdown(cell_count_text(records))}"]
@@ -278,12 +278,12 @@ def _section_parts(sections: Sequence[SectionTables],
 
 
 def _speedrun_part(records: Sequence[CellRecord]) -> list[str]:
-    """The speedrun section's time-to-accuracy table (``leaderboard/speedrun.py``)."""
-    frame = speedrun_frame(records)
-    if frame is None:
-        return []
-    parts = [f"### {escape_markdown(SPEEDRUN_TITLE)}", "", frame_to_markdown(frame), ""]
-    return parts + [f"> Note: {escape_markdown(note)}" for note in frame.attrs["notes"]] + [""]
+    """The speedrun section's time-to-accuracy tables (``leaderboard/speedrun.py``)."""
+    parts: list[str] = []
+    for title, frame in speedrun_tables(records):
+        parts += [f"### {escape_markdown(title)}", "", frame_to_markdown(frame), ""]
+        parts += [f"> Note: {escape_markdown(note)}" for note in frame.attrs["notes"]] + [""]
+    return parts
 
 
 def _literature_part(records: Sequence[CellRecord]) -> list[str]:

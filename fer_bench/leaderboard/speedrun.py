@@ -14,7 +14,10 @@ Images trained per epoch are the record's own figure: the runner defines
 product is that integer (no augmentation registry, hence no torch, is needed here).
 
 ``speedrun_frame`` is the leaderboard's table of the "speedrun" section (one line per
-cell); FLOPs are in PFLOP (1e15), the device of the wall time is named.
+cell); ``seeds_frame`` sums it up per recipe over its seeds (honest accuracy per seed, and
+per rung the mean and range of the seconds and PFLOPs to reach it); ``speedrun_tables``
+gives both, titled, to the markdown page and the terminal. FLOPs are in PFLOP (1e15), the
+device of the wall time is named.
 """
 
 from __future__ import annotations
@@ -46,6 +49,15 @@ _TOLERANCE = 1e-9
 TITLE = ("time to validation accuracy: training seconds (evaluation excluded) and training "
          "PFLOPs (forward + backward) at the first epoch whose validation accuracy reaches "
          "each rung; test accuracy (%) at that epoch")
+SEEDS_TITLE = ("over seeds, per recipe: honest test accuracy (%) per seed and its mean; per "
+               "rung, the mean [min, max] over seeds of the training seconds and PFLOPs to reach "
+               "it (seeds that reached it of all)")
+SEEDS_NOTES = (
+    "A recipe's seeds are its cells that differ only in seed (same identity otherwise, same "
+    "device). The whole run is every epoch's training pass: its seconds are the recipe's "
+    "budget, its PFLOPs the work done. Honest: the test accuracy at the best validation "
+    "epoch (tie-aware); top-1 beside it.",
+)
 NOTES = (
     "Seconds: cumulative wall time of the training passes up to the end of the epoch, on "
     "the device named (other processes on a shared machine slow it down: compare rows of one "
@@ -127,9 +139,10 @@ def device_text(record: CellRecord) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _labels(records: Sequence[CellRecord]) -> list[str]:
-    """Row labels as the tables make them (model + the identity axes that vary), plus the
-    variant / split / seed where the records differ in them."""
+def _labels(records: Sequence[CellRecord],
+            extra_axes: Sequence[str] = ("variant", "split", "seed")) -> list[str]:
+    """Row labels as the tables make them (model + the identity axes that vary), plus each
+    of ``extra_axes`` (variant / split / seed) where the records differ in it."""
     rows: dict[tuple, RowSummary] = {}
     for record in records:
         key = row_identity(record.cell)
@@ -140,7 +153,7 @@ def _labels(records: Sequence[CellRecord]) -> list[str]:
                                    n_images=record.n_train + record.n_val + record.n_test,
                                    records=[record])
     label_rows(list(rows.values()))
-    extra = [axis for axis in ("variant", "split", "seed")
+    extra = [axis for axis in extra_axes
              if len({getattr(r, axis) for r in records}) > 1]
     labels = []
     for record in records:
@@ -165,9 +178,7 @@ def speedrun_frame(records: Sequence[CellRecord], ladder: Sequence[float] = LADD
     columns = ["device", "epochs", "GFLOP/img (train)", "whole run", *map(rung_column, ladder)]
     values = []
     for record in ok:
-        per_epoch = images_per_epoch(record)
-        total_flops = (None if record.train_flops_per_image is None or per_epoch is None
-                       else float(record.train_flops_per_image) * per_epoch * len(record.epoch_times_s))
+        total_flops = whole_run_flops(record)
         entry = {
             "device": device_text(record),
             "epochs": str(len(record.epoch_times_s)),
@@ -182,3 +193,82 @@ def speedrun_frame(records: Sequence[CellRecord], ladder: Sequence[float] = LADD
     frame.attrs.update(parts={"accuracy": columns}, text_columns=["device"], best={},
                        notes=list(NOTES))
     return frame
+
+
+def _spread(values: Sequence[float], text) -> str:
+    """"mean [min, max]" of ``values`` (each formatted by ``text``); one value alone."""
+    if len(values) == 1:
+        return text(values[0])
+    return f"{text(statistics.fmean(values))} [{text(min(values))}, {text(max(values))}]"
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}"
+
+
+def seeds_frame(records: Sequence[CellRecord], ladder: Sequence[float] = LADDER) -> pd.DataFrame | None:
+    """Per recipe (a row of the accuracy tables: model + identity axes but the seed), over
+    its ok cells' seeds: honest accuracy per seed and mean, the whole run and each rung as
+    mean [min, max]. None when no cell succeeded."""
+    ok = sorted({r.cell.digest(): r for r in records if succeeded(r) and r.val_acc}.values(),
+                key=lambda r: (r.model, r.cell.id, r.seed))
+    if not ok:
+        return None
+    recipes: dict[tuple, list[CellRecord]] = {}
+    for record in ok:
+        recipes.setdefault(row_identity(record.cell), []).append(record)
+    firsts = [cells[0] for cells in recipes.values()]
+    labels = dict(zip(recipes, _labels(firsts, extra_axes=("variant", "split")), strict=True))
+    columns = ["device", "seeds", "honest per seed", "honest (mean [min, max])",
+               "top-1 honest (mean)", "whole run", *map(rung_column, ladder)]
+    values, index = [], []
+    for key, cells in recipes.items():
+        honest = [r.acc_honest for r in cells if r.acc_honest is not None]
+        top1 = [r.acc_top1_honest for r in cells if r.acc_top1_honest is not None]
+        runs = [(sum(r.epoch_times_s), whole_run_flops(r)) for r in cells]
+        entry = {
+            "device": "; ".join(sorted({device_text(r) for r in cells})),
+            "seeds": ", ".join(str(r.seed) for r in cells),
+            "honest per seed": " / ".join(_percent(v) for v in honest) or MISSING,
+            "honest (mean [min, max])": _spread(honest, _percent) if honest else MISSING,
+            "top-1 honest (mean)": _percent(statistics.fmean(top1)) if top1 else MISSING,
+            "whole run": _time_and_flops([s for s, _ in runs], [f for _, f in runs]),
+        }
+        per_cell = [time_to_accuracy(r, ladder) for r in cells]
+        for position, target in enumerate(ladder):
+            reached = [rungs[position] for rungs in per_cell if rungs[position].reached]
+            if not reached:
+                entry[rung_column(target)] = NOT_REACHED
+                continue
+            entry[rung_column(target)] = (
+                _time_and_flops([r.seconds for r in reached], [r.flops for r in reached])
+                + f" ({len(reached)} of {len(cells)})")
+        values.append(entry)
+        index.append(labels[key])
+    frame = pd.DataFrame(values, columns=columns, index=pd.Index(index, name="recipe"))
+    frame.attrs.update(parts={"accuracy": columns}, text_columns=["device"], best={},
+                       notes=list(SEEDS_NOTES))
+    return frame
+
+
+def _time_and_flops(seconds: Sequence[float], flops: Sequence[float | None]) -> str:
+    """"12.1 min [11.9 min, 12.4 min] · 0.21 PF [...]"; PFLOPs left out when not counted."""
+    text = _spread(list(seconds), format_seconds)
+    counted = [f for f in flops if f is not None]
+    if len(counted) == len(flops) and counted:
+        text += f" · {_spread(counted, format_pflops)}"
+    return text
+
+
+def whole_run_flops(record: CellRecord) -> float | None:
+    """Training FLOPs of every epoch of ``record``; None when not counted."""
+    per_epoch = images_per_epoch(record)
+    if record.train_flops_per_image is None or per_epoch is None:
+        return None
+    return float(record.train_flops_per_image) * per_epoch * len(record.epoch_times_s)
+
+
+def speedrun_tables(records: Sequence[CellRecord]) -> list[tuple[str, pd.DataFrame]]:
+    """The section's tables with their titles: per cell, then over seeds per recipe."""
+    tables = [(TITLE, speedrun_frame(records)), (SEEDS_TITLE, seeds_frame(records))]
+    return [(title, frame) for title, frame in tables if frame is not None]

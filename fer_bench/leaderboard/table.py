@@ -55,8 +55,7 @@ from fer_bench.leaderboard.rows import (
     variant_sort_key,
 )
 from fer_bench.leaderboard.speedrun import SECTION as SPEEDRUN_SECTION
-from fer_bench.leaderboard.speedrun import TITLE as SPEEDRUN_TITLE
-from fer_bench.leaderboard.speedrun import speedrun_frame
+from fer_bench.leaderboard.speedrun import speedrun_tables
 from fer_bench.leaderboard.stats import SINGLE_RUN, CellSummary
 from fer_bench.planning.profiles import ProfileName, profile_named
 
@@ -221,16 +220,17 @@ def run_labels(records: Sequence[CellRecord],
     """The data labels and profiles of a run, e.g. (("synthetic",), ("smoke",)).
 
     Taken from the records (a record run without ``--fer-profile`` has profile "" and counts
-    as "default"), else, where there are no records, from each file's top-level
-    ``fer_bench`` block. A section's labels are its own records': the files' blocks cover
-    every section of a merged page.
+    as "default"), else, where there are no records or they predate ``dataset_label``, from
+    each file's top-level ``fer_bench`` block. A section's labels are its own records': the
+    files' blocks cover every section of a merged page.
     """
-    if records:
-        return RunLabels(_distinct(r.dataset_label for r in records),
-                         _distinct(r.profile or ProfileName.DEFAULT.value for r in records))
     blocks = [p.get("fer_bench") or {} for p in provenance]
-    return RunLabels(_distinct(b.get("data_label") for b in blocks),
-                     _distinct(b.get("profile") for b in blocks))
+    from_files = RunLabels(_distinct(b.get("data_label") for b in blocks),
+                           _distinct(b.get("profile") for b in blocks))
+    if not records:
+        return from_files
+    return RunLabels(_distinct(r.dataset_label for r in records) or from_files.data,
+                     _distinct(r.profile or ProfileName.DEFAULT.value for r in records))
 
 
 def data_label_text(labels: RunLabels) -> str:
@@ -317,14 +317,12 @@ def _print_literature(records: Sequence[CellRecord], console: Console) -> None:
 
 
 def _print_speedrun(records: Sequence[CellRecord], console: Console) -> None:
-    """The speedrun section's time-to-accuracy table (``leaderboard/speedrun.py``)."""
-    frame = speedrun_frame(records)
-    if frame is None:
-        return
-    console.print(Text(SPEEDRUN_TITLE, style="italic"))
-    console.print(_rich_table(frame, list(frame.columns)))
-    for note in frame.attrs["notes"]:
-        console.print(Text(f"note: {note}"))
+    """The speedrun section's time-to-accuracy tables (``leaderboard/speedrun.py``)."""
+    for title, frame in speedrun_tables(records):
+        console.print(Text(title, style="italic"))
+        console.print(_rich_table(frame, list(frame.columns)))
+        for note in frame.attrs["notes"]:
+            console.print(Text(f"note: {note}"))
 
 
 def _print_summary(records: Sequence[CellRecord], console: Console) -> None:

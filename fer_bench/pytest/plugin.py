@@ -40,6 +40,7 @@ variable ``FER_BENCH_<NAME>``; precedence CLI > env > ini > profile > default.
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -239,6 +240,14 @@ SESSION = pytest.StashKey[FerBenchSession]()
 
 def session_of(config: pytest.Config) -> FerBenchSession:
     return config.stash[SESSION]
+
+
+def use_models_unless_profile(metafunc: pytest.Metafunc, models: Sequence[str]) -> None:
+    """Make ``models`` the model axis of ``metafunc``'s module unless the run's profile names
+    its own models (smoke: ``small_cnn``). For a module's ``pytest_generate_tests``: pytest
+    calls a module's hook before the plugin's, so the marker added here is what it reads."""
+    if session_of(metafunc.config).settings.profile.models is None:
+        metafunc.definition.add_marker(getattr(pytest.mark, AXES_MARKER)(models=list(models)))
 
 # --------------------------------------------------------------------------- hooks
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -4,9 +4,6 @@ cuDNN's autotuning scoped to one cell (``cudnn_autotune``)."""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import functools
 import gc
 import importlib.util
@@ -21,6 +18,8 @@ from contextlib import contextmanager
 from importlib import metadata
 
 import torch
+
+from fer_bench.training.heap import trim_heap
 
 
 @functools.cache
@@ -158,9 +157,7 @@ def _release_free_host_memory() -> None:
     """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``), so
     memory an earlier cell freed but the allocator kept is not counted in the baseline."""
     gc.collect()
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    trim_heap()
 
 
 class CellMemory:

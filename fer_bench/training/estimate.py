@@ -39,6 +39,7 @@ from fer_bench.training.augment.sets import AUGMENTATIONS, to_model_input
 from fer_bench.training.device import synchronized_time
 from fer_bench.training.evaluate import autocast_for, eval_batch_size, predict
 from fer_bench.training.flops import cell_flops
+from fer_bench.training.heap import keep_heap
 from fer_bench.training.losses import get_loss
 from fer_bench.training.recipe import WeightAverage, make_optimizer
 
@@ -148,7 +149,9 @@ def measure_rate(spec: ModelSpec, config: TrainConfig, device: str | torch.devic
     steps for about ``budget_s`` seconds (the median step is the rate); then evaluation
     batches through ``evaluate.predict`` the same way for ``budget_s / 2``.
     Exceptions from model code propagate (the caller reports the model as not estimated).
+    The heap is kept first (``training.heap``), as ``run_cell`` keeps it for the cells timed.
     """
+    keep_heap()
     device = torch.device(device)
     start = time.perf_counter()
     amp = precision == "bf16"

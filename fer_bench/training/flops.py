@@ -50,7 +50,7 @@ def _conv_backward_flops(grad_out_shape, x_shape, w_shape, _bias, _stride, _padd
     torch's own formula (``conv_backward_flop`` in torch/utils/flop_counter.py) with one
     fix: it counts the weight gradient of a grouped convolution as if ``groups`` were 1,
     i.e. ``groups`` times over. For a depthwise convolution (groups = channels) that made
-    its backward 66x its forward at 64 channels instead of 2x, and MTEN's (EfficientNet's)
+    its backward 65x its forward at 64 channels instead of 2x, and MTEN's (EfficientNet's)
     training FLOPs 10.5 GFLOP an image instead of 0.7, more than this CPU's peak at its
     measured rate. The input gradient (a transposed convolution with the same grouped
     weight) was already right."""

@@ -52,6 +52,8 @@ TRIM_THRESHOLD_BYTES = 1 << 30
 # mallopt parameter numbers, glibc malloc/malloc.h
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+#: glibc's own M_MMAP_MAX (malloc/malloc.c, DEFAULT_MMAP_MAX), put back if the second setting fails.
+_DEFAULT_MMAP_MAX = 65536
 
 _state: str | None = None   # "kept", "default" or "unavailable" once decided
 
@@ -81,7 +83,10 @@ def keep_heap() -> str:
         _state = "unavailable"
         return _state
     libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    ok = libc.mallopt(_M_MMAP_MAX, 0) == 1 and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+    ok = libc.mallopt(_M_MMAP_MAX, 0) == 1
+    if ok and libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) != 1:
+        libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)   # all or nothing: the mode is one word
+        ok = False
     if not ok:
         log.info("glibc mallopt refused the kept-heap setting; the heap stays as glibc sets it")
     _state = "kept" if ok else "unavailable"
@@ -91,3 +96,11 @@ def keep_heap() -> str:
 def heap_mode() -> str:
     """What ``keep_heap`` decided for this process, or "default" before it ran."""
     return _state or "default"
+
+
+def trim_heap() -> None:
+    """Hand the heap's free pages back to the OS now (glibc ``malloc_trim(0)``), kept heap
+    or not; nothing off glibc."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)

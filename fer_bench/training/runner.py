@@ -48,7 +48,7 @@ from fer_bench.training.device import CellMemory, cudnn_autotune, device_name, p
 from fer_bench.training.evaluate import eval_batch_size, fill_test_summary, predict
 from fer_bench.training.failure import OOM_ERRORS, Stage, describe_model_failure, entering
 from fer_bench.training.flops import cell_flops
-from fer_bench.training.heap import keep_heap
+from fer_bench.training.heap import heap_mode, keep_heap
 from fer_bench.training.loop import (
     AUGMENT_SEED_OFFSET,
     Best,
@@ -74,7 +74,7 @@ def _now() -> str:
 def _new_record(data: TaskData, device: torch.device, profile: str,
                 init_path: Path | None) -> CellRecord:
     return CellRecord(
-        cell=data.cell, device=str(device), device_name=device_name(device),
+        cell=data.cell, device=str(device), device_name=device_name(device), heap=heap_mode(),
         n_train=data.n_train, n_val=data.n_val, n_test=data.n_test,
         dataset_label=data.dataset_label, dataset_fingerprint=data.dataset_fingerprint,
         split_fingerprint=data.split_fingerprint, init_file=str(init_path or ""),

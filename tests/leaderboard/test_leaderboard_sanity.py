@@ -63,7 +63,7 @@ def test_the_sanity_section_shows_the_rate_the_trend_the_extra_terms_and_the_ver
                              "does not learn (extra loss not finite)"]
     assert table["mten_old"][0] == "—"
     assert table["mten_old"][3] == "unknown (no majority-class rate in the record)"
-    assert table["mten_failed"][3] == "does not learn (the cell failed: CellFailed: loss is NaN)"
+    assert table["mten_failed"][3] == "unknown (the cell failed: CellFailed: loss is NaN)"
     assert table["vgg16_one_epoch"][1] == "—"
     assert table["vgg16_one_epoch"][3] == "unknown (1 epoch: no loss trend)"
 

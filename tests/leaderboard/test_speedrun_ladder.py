@@ -15,6 +15,7 @@ from fer_bench.leaderboard.speedrun import (
     NOT_REACHED,
     images_per_epoch,
     rung_column,
+    seeds_frame,
     speedrun_frame,
     time_to_accuracy,
 )
@@ -104,3 +105,32 @@ def test_seeds_of_one_recipe_are_separate_lines():
     lines = [speedrun_record([0.6], [0.6], [1.0], seed=s) for s in (0, 1)]
     assert list(speedrun_frame(lines).index) == ["fast_resnet s0", "fast_resnet s1"]
     assert speedrun_frame([speedrun_record([0.6], [0.6], [1.0], status="failed")]) is None
+
+
+def test_seeds_frame_sums_a_recipe_up_over_its_seeds():
+    """Per recipe: honest accuracy per seed and its mean [min, max]; per rung the mean
+    [min, max] of seconds and PFLOPs over the seeds that reached it, and how many did."""
+    seeds = [speedrun_record([0.70, 0.86], [0.71, 0.87], [100.0, 100.0], seed=0, acc_top1_honest=0.85),
+             speedrun_record([0.69, 0.85], [0.70, 0.86], [110.0, 120.0], seed=1, acc_top1_honest=0.84),
+             speedrun_record([0.72, 0.84], [0.72, 0.85], [90.0, 90.0], seed=2, acc_top1_honest=0.83)]
+    for record, honest in zip(seeds, (0.87, 0.86, 0.85), strict=True):
+        record.acc_honest = honest
+    other = speedrun_record([0.61, 0.66], [0.6, 0.65], [20.0, 20.0], model="small_cnn", flops=34_000_000)
+    frame = seeds_frame([*seeds, other])
+    assert list(frame.index) == ["fast_resnet", "small_cnn"]
+    row = frame.loc["fast_resnet"]
+    assert row["seeds"] == "0, 1, 2"
+    assert row["honest per seed"] == "87.00 / 86.00 / 85.00"
+    assert row["honest (mean [min, max])"] == "86.00 [85.00, 87.00]"
+    assert row["top-1 honest (mean)"] == "84.00"
+    # whole runs 200, 230, 180 s; every run trained 2 epochs of IMAGES at FLOPS
+    assert row["whole run"] == "203.3 s [180.0 s, 230.0 s] · 0.00896 PF [0.00896 PF, 0.00896 PF]"
+    # 70%: seed 0 at epoch 1 (100 s), seed 1 at epoch 2 (230 s), seed 2 at epoch 1 (90 s)
+    assert row[rung_column(0.7)].startswith("140.0 s [90.0 s, 230.0 s] · ")
+    assert row[rung_column(0.7)].endswith("(3 of 3)")
+    assert row[rung_column(0.85)] == ("215.0 s [200.0 s, 230.0 s] · 0.00896 PF [0.00896 PF, 0.00896 PF]"
+                                      " (2 of 3)")
+    assert frame.loc["small_cnn", "honest per seed"] == "65.00"      # one seed: no range
+    assert frame.loc["small_cnn", rung_column(0.7)] == NOT_REACHED
+    page = render_markdown([*seeds, other], [])
+    assert "over seeds, per recipe" in page and "86.00 [85.00, 87.00]" in page
