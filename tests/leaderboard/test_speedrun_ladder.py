@@ -133,4 +133,4 @@ def test_seeds_frame_sums_a_recipe_up_over_its_seeds():
     assert frame.loc["small_cnn", "honest per seed"] == "65.00"      # one seed: no range
     assert frame.loc["small_cnn", rung_column(0.7)] == NOT_REACHED
     page = render_markdown([*seeds, other], [])
-    assert "over seeds, per recipe" in page and "86.00 [85.00, 87.00]" in page
+    assert "### over seeds, per recipe" in page and "86.00 &#91;85.00, 87.00&#93;" in page
