@@ -115,10 +115,13 @@ def rung_column(target: float) -> str:
     return f"val ≥ {100 * target:g}%"
 
 
-def format_seconds(seconds: float | None) -> str:
+def format_seconds(seconds: float | None, *, minutes: bool | None = None) -> str:
+    """"41.2 s", or "11.4 min" from 10 minutes on (``minutes`` forces the unit)."""
     if seconds is None:
         return MISSING
-    return f"{seconds:.1f} s" if seconds < 600 else f"{seconds / 60:.1f} min"
+    if minutes is None:
+        minutes = seconds >= 600
+    return f"{seconds / 60:.1f} min" if minutes else f"{seconds:.1f} s"
 
 
 def format_pflops(flops: float | None) -> str:
@@ -253,7 +256,8 @@ def seeds_frame(records: Sequence[CellRecord], ladder: Sequence[float] = LADDER)
 
 def _time_and_flops(seconds: Sequence[float], flops: Sequence[float | None]) -> str:
     """"12.1 min [11.9 min, 12.4 min] · 0.21 PF [...]"; PFLOPs left out when not counted."""
-    text = _spread(list(seconds), format_seconds)
+    in_minutes = max(seconds) >= 600       # one unit across mean, min and max
+    text = _spread(list(seconds), lambda value: format_seconds(value, minutes=in_minutes))
     counted = [f for f in flops if f is not None]
     if len(counted) == len(flops) and counted:
         text += f" · {_spread(counted, format_pflops)}"
