@@ -59,26 +59,28 @@ def _images() -> torch.Tensor:
     return torch.randint(0, 256, (10, 8, 8), generator=torch.Generator().manual_seed(1)).to(torch.uint8)
 
 
+def _predicted(tta: str, *, batch_size: int, channels_last: bool):
+    """(model, predict's probabilities under ``tta``, the model input [10, 1, 8, 8])."""
+    model, images = _model(), _images()
+    probs, _ = predict(model, images, input_size=8, batch_size=batch_size,
+                       channels_last=channels_last, amp=False, tta=tta)
+    return model, probs, to_model_input(images, 8)
+
+
 def test_flip_is_the_mirror_average_committed_cells_used():
     """"flip" must stay bit for bit 0.5 * (p + p_mirror), what every committed flip cell ran."""
-    model, images = _model(), _images()
-    probs, _ = predict(model, images, input_size=8, batch_size=4, channels_last=False, amp=False,
-                       tta="flip")
-    x = to_model_input(images, 8)
+    model, probs, x = _predicted("flip", batch_size=4, channels_last=False)
     with torch.no_grad():
         expected = 0.5 * (torch.softmax(model(x), 1) + torch.softmax(model(torch.flip(x, dims=[-1])), 1))
     assert torch.equal(probs, expected)
 
 
 def test_six_views_are_the_weighted_average():
-    model, images = _model(), _images()
-    probs, _ = predict(model, images, input_size=8, batch_size=3, channels_last=True, amp=False,
-                       tta="flip_shift1")
-    x = to_model_input(images, 8)
+    model, probs, x = _predicted("flip_shift1", batch_size=3, channels_last=True)
     with torch.no_grad():
         expected = sum(view.weight * torch.softmax(model(apply_view(x, view, channels_last=False)), 1)
                        for view in tta_views("flip_shift1"))
     assert torch.allclose(probs, expected, atol=1e-6)
     assert torch.allclose(probs.sum(1), torch.ones(10))
-    plain, _ = predict(model, images, input_size=8, batch_size=3, channels_last=True, amp=False)
+    _, plain, _ = _predicted("none", batch_size=3, channels_last=True)
     assert not torch.allclose(plain, probs)           # the views do change the answer
