@@ -5,6 +5,8 @@
 #   P2 the same on the complex split                                        (15 cells)
 #   P3 the same with loss=mse, ordinary, N = 1, 8, seeds 0-4                (10 cells)
 #   T  the bf16 check's fp32 twins: 8-hot s0, 1-hot s0, 8-hot s1, ordinary   (3 cells)
+#   P4 pilots: VGG16, ordinary, 8-hot, seed 0, 7 epochs, augmentation none (A) and
+#      rand_flip_shift4 (B), in leaderboard/pilots/: they choose P4's recipe by validation
 #   P4 VGG16, complex, N = 1, 8, seeds 0-2: added by the plan's amendment    (6 cells)
 #
 # Resumable: each finished cell is a JSON file in the result store leaderboard/cells/
@@ -23,12 +25,15 @@ DATA="${FER_BENCH_FERPLUS:-../shared/data/ferplus}"
 LEADERBOARD="${GRID_LEADERBOARD:-leaderboard}"
 OUT="$LEADERBOARD/converged"
 mkdir -p "$OUT"
-COMMON=(benchmarks/test_nhot.py --fer-data "$DATA" --fer-models fast_resnet
-        --fer-results "$LEADERBOARD/cells" -p no:cacheprovider -q)
-block() {   # block NAME ARGS...: one pytest session, its benchmark JSON in $OUT/NAME.json
-  local name=$1; shift
+COMMON=(benchmarks/test_nhot.py --fer-data "$DATA" -p no:cacheprovider -q)
+run_block() {   # run_block STORE NAME ARGS...: one pytest session, its JSON in $OUT/NAME.json
+  local store=$1 name=$2; shift 2
   echo "=== block $name: $* ($(date -u +%FT%TZ))"
-  python -m pytest "${COMMON[@]}" "$@" --benchmark-json "$OUT/$name.json"
+  python -m pytest "${COMMON[@]}" --fer-results "$store" "$@" --benchmark-json "$OUT/$name.json"
+}
+block() {   # block NAME ARGS...: a fast_resnet block whose cells go to the result store
+  local name=$1; shift
+  run_block "$LEADERBOARD/cells" "$name" --fer-models fast_resnet "$@"
 }
 BF16=(--fer-precision bf16)
 block p1_primary "${BF16[@]}" --fer-splits ordinary --fer-nhot 1,8 --fer-seeds 0-4
@@ -38,4 +43,10 @@ block p2_n3      "${BF16[@]}" --fer-splits complex  --fer-nhot 3   --fer-seeds 0
 block p3_mse     "${BF16[@]}" --fer-splits ordinary --fer-nhot 1,8 --fer-seeds 0-4 --fer-loss mse
 block twins_fp32 --fer-precision fp32 --fer-splits ordinary --fer-nhot 8 --fer-seeds 0,1
 block twins_fp32_n1 --fer-precision fp32 --fer-splits ordinary --fer-nhot 1 --fer-seeds 0
+# P4's pilots (not grid cells: their own store, never in a contrast). The study's VGG16 recipe
+# otherwise (loss mse, Adam lr 1e-4, batch 64), scratch, bf16 as the whole grid.
+PILOT=(--fer-models vgg16 --fer-precision bf16 --fer-splits ordinary --fer-nhot 8 --fer-seeds 0
+       --fer-epochs 7)
+run_block "$LEADERBOARD/pilots" p4_pilot_a "${PILOT[@]}" --fer-augmentation none
+run_block "$LEADERBOARD/pilots" p4_pilot_b "${PILOT[@]}" --fer-augmentation rand_flip_shift4
 echo "=== grid done ($(date -u +%FT%TZ))"
