@@ -5,8 +5,11 @@ N-hot cell over the row's 1-hot cell (points, mean of the differences paired by 
 its 95% t interval, filled markers tie-aware and hollow ones top-1, the study's claimed band
 for that split and model shaded behind (``study_claims.gain_claim``).
 
-The other plots draw the rows of every experiment together (a cell reported for two
-experiments counts once; rows are labelled as in the tables, by the axes that vary).
+Every plot draws the N-hot experiment's rows when the records have any
+(``benchmarks/test_nhot.py``; other experiments, such as the synthetic recovery study, have
+their own tables), else every row; a cell reported for two experiments counts once, and rows
+are labelled as in the tables, by the axes that vary among the drawn rows. Legends stand
+below their panel, so long labels never cover data.
 
 * ``plot_accuracy_vs_n``: honest accuracy against N per row that has at least two N-hot
   variants (a row of one variant is a point, not a curve), ordinary solid, complex dashed,
@@ -29,7 +32,13 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first
 import numpy as np  # noqa: E402
 
 from fer_bench.identity.record import CellRecord  # noqa: E402
-from fer_bench.leaderboard.rows import RowSummary, label_rows, summarize  # noqa: E402
+from fer_bench.leaderboard.rows import (  # noqa: E402
+    NHOT_SECTION,
+    RowSummary,
+    label_rows,
+    section_name,
+    summarize,
+)
 from fer_bench.leaderboard.stats import TIE_AWARE, TOP1, GainSummary, mean_ci  # noqa: E402
 from fer_bench.leaderboard.study_claims import gain_claim  # noqa: E402
 from fer_bench.leaderboard.table import data_text, profile_text, run_labels  # noqa: E402
@@ -42,6 +51,26 @@ def _colors(labels: Sequence[str]) -> dict[str, Any]:
     return {label: cmap(i % 10) for i, label in enumerate(sorted(set(labels)))}
 
 
+def nhot_records(records: Sequence[CellRecord]) -> list[CellRecord]:
+    """The N-hot experiment's records when there are any, else all of ``records``."""
+    nhot = [r for r in records if section_name(r.experiment) == NHOT_SECTION]
+    return nhot or list(records)
+
+
+def _legend_below(fig: Any, fontsize: int) -> None:
+    """One legend for the whole figure, below its panels: each label once (panels share
+    rows), so long row labels never cover data or one another."""
+    handles: dict[str, Any] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    if handles:
+        legend = fig.legend(list(handles.values()), list(handles), fontsize=fontsize,
+                            loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=1,
+                            frameon=False)
+        legend.set_in_layout(False)   # tight_layout sizes the panels; _save adds the legend
+
+
 def _subtitle(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, Any]]) -> str:
     labels = run_labels(records, provenance)
     return f"data: {data_text(labels)}, profile: {profile_text(labels)}"
@@ -50,6 +79,7 @@ def _subtitle(records: Sequence[CellRecord], provenance: Sequence[Mapping[str, A
 def plot_accuracy_vs_n(records: Sequence[CellRecord], path: str | Path,
                        provenance: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Write a PNG of mean honest accuracy (%) against N per row and split; return its path."""
+    records = nhot_records(records)
     tables = {}
     for split, rows in summarize(records).items():
         curves = [row for row in rows if len(row.nhot_cells()) >= 2]
@@ -80,18 +110,18 @@ def plot_accuracy_vs_n(records: Sequence[CellRecord], path: str | Path,
     ax.grid(alpha=0.3)
     ax.set_title("Honest test accuracy vs N (solid: ordinary, dashed: complex; "
                  "bands: 95% CI over seeds)\n" + _subtitle(records, provenance), fontsize=10)
-    if drawn:
-        ax.legend(fontsize=8, loc="best")
-    else:
+    if not drawn:
         ax.text(0.5, 0.5, "no row with two or more N-hot variants", ha="center",
                 va="center", transform=ax.transAxes)
     fig.tight_layout()
+    _legend_below(fig, 8)
     return _save(fig, path)
 
 
 def plot_accuracy_by_complexity(records: Sequence[CellRecord], path: str | Path,
                                 provenance: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Write a PNG of honest accuracy (%) by complexity level X, each row at its best N."""
+    records = nhot_records(records)
     tables = summarize(records)
     colors = _colors([row.label for rows in tables.values() for row in rows])
     n_panels = max(len(tables), 1)
@@ -117,19 +147,18 @@ def plot_accuracy_by_complexity(records: Sequence[CellRecord], path: str | Path,
                 errors.append(0.0 if half is None else half)
             offsets = np.arange(len(levels)) + (i - (len(best_rows) - 1) / 2) * width
             ax.bar(offsets, heights, width, yerr=errors if any(errors) else None, capsize=2, color=colors[row.label],
-                   label=f"{row.label} (N={row.best_n})")
+                   label=f"{row.label} ({split}: N={row.best_n})")
         ax.set_xticks(np.arange(len(levels)),
                       [f"X={lv}\nn={int(np.median(counts[lv]))}" for lv in levels], fontsize=8)
         ax.set_ylim(0, 100)
         ax.set_ylabel("honest test accuracy (%)")
         ax.set_title(f"{split} split", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-        if best_rows:
-            ax.legend(fontsize=8)
     fig.suptitle("Honest test accuracy by complexity X (number of emotions with votes)\n"
                  "each row at its best N on the split; error bars: 95% CI over seeds; "
                  "n = test images\n" + _subtitle(records, provenance), fontsize=10)
     fig.tight_layout()
+    _legend_below(fig, 8)
     return _save(fig, path)
 
 
@@ -164,6 +193,7 @@ def plot_gain_vs_n(records: Sequence[CellRecord], path: str | Path,
                    provenance: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Write a PNG of the paired gain over 1-hot (points) against N with 95% intervals, one
     panel per split, the study's claimed band shaded; return its path."""
+    records = nhot_records(records)
     tables = {}
     for split, rows in summarize(records).items():
         with_gains = [row for row in rows if gain_points(row)]
@@ -198,7 +228,6 @@ def plot_gain_vs_n(records: Sequence[CellRecord], path: str | Path,
         ax.set_ylabel("gain over 1-hot, percentage points")
         ax.set_title(f"{split} split", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="best")
     if not tables:
         axes[0][0].text(0.5, 0.5, "no row with a 1-hot cell and another N", ha="center",
                         va="center", transform=axes[0][0].transAxes)
@@ -207,12 +236,15 @@ def plot_gain_vs_n(records: Sequence[CellRecord], path: str | Path,
                  "shaded / dotted: the study's claim for that split and model\n"
                  + _subtitle(records, provenance), fontsize=10)
     fig.tight_layout()
+    _legend_below(fig, 8)
     return _save(fig, path)
 
 
 def _save(fig: Any, path: str | Path) -> Path:
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
+    # the legend below the panels is out of tight_layout but inside the saved picture
+    fig.savefig(out, format="png", bbox_inches="tight",
+                bbox_extra_artists=[*fig.get_default_bbox_extra_artists(), *fig.legends])
     plt.close(fig)
     return out

@@ -9,7 +9,9 @@ never by a label shown on the page. The plan's decision rules:
 * primary (P): two-sided paired t-test at alpha 0.05, the 95% interval reported whatever p;
 * secondary (S1-S5): one family, Holm at familywise alpha 0.05; the intervals are
   unadjusted 95% intervals, the Holm-adjusted p stands beside them;
-* "gain confirmed" only when the (Holm-adjusted, for a secondary) test rejects 0;
+* "gain confirmed" (or "N-hot worse, confirmed"; for the loss interaction, "the gain is
+  larger/smaller under mse than under cce, confirmed") only when the (Holm-adjusted, for a
+  secondary) test rejects 0;
   "consistent with the study's claim" when the interval overlaps the claimed band;
   "rules out the claim" when the whole interval lies below the band's lower end.
 """
@@ -152,10 +154,14 @@ class ContrastResult:
             return f"{self.n} paired seed(s): no interval yet"
         rejected = self.p_decisive < ALPHA
         low, high = self.ci
-        if rejected:
-            sign = "gain confirmed" if low > 0 else "loss confirmed"
-        else:
+        if not rejected:
             sign = "no effect confirmed"
+        elif self.contrast.baseline is not None:
+            block, baseline = self.contrast.block, self.contrast.baseline
+            sign = (f"the gain is {'larger' if low > 0 else 'smaller'} under {block.loss} "
+                    f"than under {baseline.loss}, confirmed")
+        else:
+            sign = "gain confirmed" if low > 0 else "N-hot worse, confirmed"
         which = "" if self.contrast.primary else " after Holm"
         parts = [f"{sign}{which}"]
         claim = self.contrast.claim

@@ -95,7 +95,7 @@ def _points(value: float) -> float:
 
 
 def sign_verdict(gain: GainSummary) -> str:
-    """"gain confirmed" / "loss confirmed" / "no gain confirmed" from the 95% interval, or
+    """"gain confirmed" / "N-hot worse, confirmed" / "no gain confirmed" from the 95% interval, or
     why there is no interval."""
     if gain.ci is None:
         if gain.n_seeds < 3:
@@ -105,7 +105,7 @@ def sign_verdict(gain: GainSummary) -> str:
     if low > 0:
         return "gain confirmed (the 95% interval excludes 0)"
     if high < 0:
-        return "loss confirmed: N-hot is worse (the 95% interval lies below 0)"
+        return "N-hot worse, confirmed (the 95% interval lies below 0)"
     return "no gain confirmed (the 95% interval includes 0)"
 
 

@@ -188,3 +188,34 @@ def test_untimed_failures_are_loaded_as_failed_cells(golden_document, tmp_path):
     assert frame.loc["vgg16", "test"] == "n<3"                 # seeds 0 and 1 pair up
     again = load_results([_write(tmp_path / "merged.json", loaded.merged_document())])
     assert [r.to_dict() for r in again.records] == [r.to_dict() for r in loaded.records]
+
+
+def test_nhot_plots_draw_only_the_nhot_experiment_with_the_legend_below(tmp_path, monkeypatch):
+    """A recovery row on other data never joins the N-hot plots (it would widen every label
+    and the subtitle's data); the figure's one legend stands below every panel."""
+    import matplotlib.pyplot as plt
+
+    from fer_bench.leaderboard import plots
+    from tests.helpers.leaderboard_support import make_record
+
+    nhot = [make_record(nhot=n, seed=s, acc=0.7 + 0.01 * n + 0.002 * s, dataset_label="ferplus")
+            for n in (1, 8) for s in range(3)]
+    recovery = [make_record(nhot=n, seed=s, acc=0.5, experiment="recovery", dataset="synth-ffff")
+                for n in (1, 8) for s in range(3)]
+    assert plots.nhot_records(nhot + recovery) == nhot
+    assert plots.nhot_records(recovery) == recovery   # no N-hot experiment: every row
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
+    plots.plot_gain_vs_n(nhot + recovery, tmp_path / "gain.png")
+    fig = figures[-1]
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert labels and all("synthetic" not in label and "recovery" not in label for label in labels)
+    assert any("(tie-aware)" in label for label in labels)
+    renderer = fig.canvas.get_renderer()
+    legend_top = legend.get_window_extent(renderer).y1
+    assert all(legend_top <= ax.get_tightbbox(renderer).y0 + 1 for ax in fig.axes)
+    assert "SYNTHETIC" not in fig.get_suptitle()
+    plt.close(fig)

@@ -62,7 +62,7 @@ def test_no_interval_below_three_seeds_or_with_constant_differences():
     ({1: [0.60, 0.66, 0.62], 8: [0.605, 0.666, 0.627]},   # +0.6 [+0.35, +0.85]
      "gain confirmed (the 95% interval excludes 0); rules out the study's claim (+2 to +4 points)"),
     ({1: [0.60, 0.66, 0.62], 8: [0.58, 0.63, 0.60]},
-     "loss confirmed: N-hot is worse (the 95% interval lies below 0); rules out the study's claim"),
+     "N-hot worse, confirmed (the 95% interval lies below 0); rules out the study's claim"),
     ({1: [0.60, 0.66, 0.62], 8: [0.67, 0.74, 0.69]},      # +7.3 [+5.9, +8.8]
      "gain confirmed (the 95% interval excludes 0); above the study's claimed band (+2 to +4 points)"),
     ({1: [0.60, 0.66, 0.62], 8: [0.62, 0.65, 0.63]},      # +0.7 [-3.1, +4.5]
