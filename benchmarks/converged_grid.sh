@@ -61,4 +61,10 @@ sanity vgg16 bf16
 sanity ran bf16
 sanity dan bf16
 sanity mten fp32
+# P4 (amendment 2: pilot A won): VGG16, complex, 1-hot and 8-hot, 7 epochs, no augmentation,
+# bf16; seed by seed so that every finished pair counts.
+for seed in 0 1 2; do
+  run_block test_nhot.py "$LEADERBOARD/cells" "p4_s$seed" --fer-models vgg16 --fer-precision bf16 \
+    --fer-splits complex --fer-nhot 1,8 --fer-epochs 7 --fer-augmentation none --fer-seeds "$seed"
+done
 echo "=== grid done ($(date -u +%FT%TZ))"
