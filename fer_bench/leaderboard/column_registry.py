@@ -94,6 +94,8 @@ COLUMNS: Registry[Column] = Registry("leaderboard column", "fer_bench.columns", 
                                      option="column")
 _BUILTIN_ORDER: list[str] = []
 _IN_PROCESS_ORDER: list[str] = []
+#: ``sys.modules`` name prefix of the experiment module files imported for their columns.
+IMPORTED_MODULE_PREFIX = "fer_bench_columns_"
 
 
 def register_builtin(column: Column) -> None:
@@ -180,7 +182,7 @@ def _candidates(module: str, results_file: str) -> list[Path]:
 def _import_file(path: Path) -> None:
     """Import the module file ``path`` once per process (its folder on ``sys.path`` while
     it runs, as pytest imports a test module)."""
-    name = "fer_bench_columns_" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    name = IMPORTED_MODULE_PREFIX + hashlib.sha256(str(path).encode()).hexdigest()[:16]
     if name in sys.modules:
         return
     spec = importlib.util.spec_from_file_location(name, path)
