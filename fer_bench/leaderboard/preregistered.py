@@ -149,7 +149,7 @@ class ContrastResult:
 
     def verdict(self) -> str:
         if self.n == 0:
-            return "no cells yet"
+            return "no paired cells yet"
         if self.ci is None or self.p_decisive is None:
             return f"{self.n} paired seed(s): no interval yet"
         rejected = self.p_decisive < ALPHA

@@ -5,6 +5,7 @@ hand-made records."""
 from __future__ import annotations
 
 import importlib.util
+import math
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,8 @@ def sanity():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     yield module
-    for name in (module.MAJORITY_COLUMN, module.LOSS_COLUMN, module.EXTRA_COLUMN,
-                 module.VERDICT_COLUMN):
+    for name in (module.MAJORITY_COLUMN, module.MARGIN_COLUMN, module.LOSS_COLUMN,
+                 module.EXTRA_COLUMN, module.VERDICT_COLUMN):
         unregister_column(name)
 
 
@@ -66,6 +67,34 @@ def test_the_sanity_section_shows_the_rate_the_trend_the_extra_terms_and_the_ver
     assert table["mten_failed"][3] == "unknown (the cell failed: CellFailed: loss is NaN)"
     assert table["vgg16_one_epoch"][1] == "—"
     assert table["vgg16_one_epoch"][3] == "unknown (1 epoch: no loss trend)"
+
+
+def _wilson(right, n, z=1.959963984540054):
+    """The 95% Wilson score interval of right / n, by its formula."""
+    p = right / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+def test_above_the_rate_means_beyond_the_test_sets_sampling_noise(sanity):
+    """The margin over the majority-class rate carries the Wilson interval of the honest
+    accuracy over n_test images; a margin inside the noise is not "learns"."""
+    records = [_record("vgg16"),                                       # 24 of 40 right
+               _record("mten", acc=0.35, majority=0.30),                # 14 of 40: in the noise
+               _record("mten_many", acc=0.35, majority=0.30, sizes=(324, 36, 4000))]
+    frame = build_tables(records, experiment="sanity")["ordinary"]
+    low, high = _wilson(24, 40)
+    assert frame.loc["vgg16", sanity.MARGIN_COLUMN] == (
+        f"+30.00 [{100 * (low - 0.30):+.2f}, {100 * (high - 0.30):+.2f}]")
+    assert frame.loc["vgg16", sanity.VERDICT_COLUMN] == "learns"
+    low, high = _wilson(14, 40)
+    assert low < 0.30
+    assert frame.loc["mten", sanity.VERDICT_COLUMN] == (
+        "does not learn (honest 35.00% is above the majority-class rate 30.00% only within "
+        f"sampling noise (95% CI of the margin [{100 * (low - 0.30):+.2f}, "
+        f"{100 * (high - 0.30):+.2f}] points))")
+    assert frame.loc["mten_many", sanity.VERDICT_COLUMN] == "learns"   # 1400 of 4000 right
 
 
 def test_several_seeds_are_shown_one_by_one(sanity):

@@ -96,7 +96,7 @@ def test_interaction_and_holm_over_the_secondaries():
     assert s4.p_holm == pytest.approx(s4.p)
     # an interaction has no claimed band
     assert s4.verdict() == "the gain is larger under mse than under cce, confirmed after Holm"
-    assert results["S1"].verdict() == "no cells yet"
+    assert results["S1"].verdict() == "no paired cells yet"
 
 
 def test_top1_is_its_own_metric():
