@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from fer_bench.leaderboard.column_registry import declared_columns, unregister_column
+from fer_bench.leaderboard.column_registry import (
+    declared_columns,
+    registered_columns,
+    unregister_column,
+)
 from fer_bench.leaderboard.markdown import render_markdown
 from fer_bench.leaderboard.table import build_tables
 from tests.helpers.leaderboard_support import document_of, make_record
@@ -22,13 +26,14 @@ MODULE = REPO / "benchmarks" / "test_sanity.py"
 @pytest.fixture(scope="module")
 def sanity():
     """``benchmarks/test_sanity.py`` imported (registering its columns), unregistered after."""
+    before = {column.name for column in registered_columns()}
     spec = importlib.util.spec_from_file_location("_bench_test_sanity", MODULE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     yield module
-    for name in (module.MAJORITY_COLUMN, module.MARGIN_COLUMN, module.LOSS_COLUMN,
-                 module.EXTRA_COLUMN, module.VERDICT_COLUMN):
-        unregister_column(name)
+    for column in registered_columns():
+        if column.name not in before:
+            unregister_column(column.name)
 
 
 def _record(model, acc=0.60, majority=0.30, loss=(0.09, 0.07), extra=(), **fields):
