@@ -57,6 +57,19 @@ def nhot_records(records: Sequence[CellRecord]) -> list[CellRecord]:
     return nhot or list(records)
 
 
+def _label_across_splits(tables: Mapping[str, Sequence[RowSummary]]) -> None:
+    """Label the drawn rows of every split together (by the axes that vary among them, not
+    among every row), so one identity has one label, and with it one colour, in all panels."""
+    by_identity: dict[str, list[RowSummary]] = {}
+    for rows in tables.values():
+        for row in rows:   # a row per split: the same identity in two panels is one row here
+            by_identity.setdefault(repr(sorted(row.identity.items())), []).append(row)
+    label_rows([same[0] for same in by_identity.values()])
+    for first, *others in by_identity.values():
+        for row in others:
+            row.label, row.short_budget = first.label, first.short_budget
+
+
 def _legend_below(fig: Any, fontsize: int) -> None:
     """One legend for the whole figure, below its panels: each label once (panels share
     rows), so long row labels never cover data or one another."""
@@ -80,11 +93,9 @@ def plot_accuracy_vs_n(records: Sequence[CellRecord], path: str | Path,
                        provenance: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Write a PNG of mean honest accuracy (%) against N per row and split; return its path."""
     records = nhot_records(records)
-    tables = {}
-    for split, rows in summarize(records).items():
-        curves = [row for row in rows if len(row.nhot_cells()) >= 2]
-        label_rows(curves)   # by the axes that vary among the drawn rows, not every row
-        tables[split] = curves
+    tables = {split: [row for row in rows if len(row.nhot_cells()) >= 2]
+              for split, rows in summarize(records).items()}
+    _label_across_splits(tables)
     colors = _colors([row.label for rows in tables.values() for row in rows])
     fig, ax = plt.subplots(figsize=(9, 5.5), dpi=100)
     drawn = 0
@@ -122,13 +133,14 @@ def plot_accuracy_by_complexity(records: Sequence[CellRecord], path: str | Path,
                                 provenance: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Write a PNG of honest accuracy (%) by complexity level X, each row at its best N."""
     records = nhot_records(records)
-    tables = summarize(records)
+    tables = {split: [row for row in rows if row.best_n is not None]
+              for split, rows in summarize(records).items()}
+    _label_across_splits(tables)
     colors = _colors([row.label for rows in tables.values() for row in rows])
     n_panels = max(len(tables), 1)
     fig, axes = plt.subplots(1, n_panels, figsize=(max(9, 6 * n_panels), 5.5), dpi=100,
                              squeeze=False)
-    for ax, (split, rows) in zip(axes[0], tables.items(), strict=False):
-        best_rows = [row for row in rows if row.best_n is not None]
+    for ax, (split, best_rows) in zip(axes[0], tables.items(), strict=False):
         counts: dict[int, list[int]] = {}
         for row in best_rows:
             for record in row.best_cell.ok.values():
@@ -194,12 +206,9 @@ def plot_gain_vs_n(records: Sequence[CellRecord], path: str | Path,
     """Write a PNG of the paired gain over 1-hot (points) against N with 95% intervals, one
     panel per split, the study's claimed band shaded; return its path."""
     records = nhot_records(records)
-    tables = {}
-    for split, rows in summarize(records).items():
-        with_gains = [row for row in rows if gain_points(row)]
-        if with_gains:
-            label_rows(with_gains)
-            tables[split] = with_gains
+    tables = {split: with_gains for split, rows in summarize(records).items()
+              if (with_gains := [row for row in rows if gain_points(row)])}
+    _label_across_splits(tables)
     n_panels = max(len(tables), 1)
     fig, axes = plt.subplots(1, n_panels, figsize=(max(9, 6.5 * n_panels), 5.5), dpi=100,
                              squeeze=False)

@@ -11,6 +11,7 @@ from rich.console import Console
 
 from fer_bench.cli.main import main as fer_bench_main
 from fer_bench.errors import DataError
+from fer_bench.identity.config import TrainConfig
 from fer_bench.leaderboard.cli import leaderboard_command
 from fer_bench.leaderboard.load import load_results
 from fer_bench.leaderboard.plots import plot_accuracy_by_complexity, plot_accuracy_vs_n
@@ -219,3 +220,46 @@ def test_nhot_plots_draw_only_the_nhot_experiment_with_the_legend_below(tmp_path
     assert all(legend_top <= ax.get_tightbbox(renderer).y0 + 1 for ax in fig.axes)
     assert "SYNTHETIC" not in fig.get_suptitle()
     plt.close(fig)
+
+
+@pytest.mark.parametrize("plot", ["plot_gain_vs_n", "plot_accuracy_vs_n",
+                                  "plot_accuracy_by_complexity"])
+def test_one_identity_has_one_label_and_colour_in_every_panel(tmp_path, monkeypatch, plot):
+    """A row on both splits beside a model on the complex split only (the converged grid's
+    fast_resnet and P4's VGG16): labels are made over the drawn rows of all splits together,
+    so the shared row is neither relabelled per panel nor numbered "#1"/"#2" as a duplicate."""
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+
+    from fer_bench.leaderboard import plots
+    from tests.helpers.leaderboard_support import make_record
+
+    shared = [make_record(nhot=n, seed=s, acc=0.7 + 0.01 * n + 0.003 * s, split=split,
+                          dataset_label="ferplus", acc_by_complexity={"1": 0.8},
+                          count_by_complexity={"1": 40})
+              for split in ("ordinary", "complex") for n in (1, 8) for s in range(3)]
+    vgg = [make_record("vgg16", nhot=n, seed=s, acc=0.5 + 0.002 * n + 0.001 * s,
+                       split="complex", recipe=TrainConfig(epochs=7, lr=1e-4),
+                       dataset_label="ferplus", acc_by_complexity={"1": 0.6},
+                       count_by_complexity={"1": 40})
+           for n in (1, 8) for s in range(3)]
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
+    getattr(plots, plot)(shared + vgg, tmp_path / "x.png")
+    fig = figures[-1]
+    colours: dict[str, set[str]] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label.startswith(("small_cnn", "vgg16")):   # not the study's bands
+                colours.setdefault(label.rsplit(" (", 1)[0], set()).add(to_hex(_colour(handle)))
+    assert not any("#1" in label or "#2" in label for label in colours)
+    assert sorted(label.split()[0] for label in colours) == ["small_cnn", "vgg16"], colours
+    assert all(len(found) == 1 for found in colours.values()), colours
+    plt.close(fig)
+
+
+def _colour(handle):
+    """The colour of a legend handle: a bar container's first bar, an error bar's line, a line."""
+    if hasattr(handle, "patches"):
+        return handle.patches[0].get_facecolor()
+    return (handle[0] if isinstance(handle, tuple) else handle).get_color()
