@@ -60,10 +60,10 @@ def nhot_records(records: Sequence[CellRecord]) -> list[CellRecord]:
 def _label_across_splits(tables: Mapping[str, Sequence[RowSummary]]) -> None:
     """Label the drawn rows of every split together (by the axes that vary among them, not
     among every row), so one identity has one label, and with it one colour, in all panels."""
-    by_identity: dict[str, list[RowSummary]] = {}
+    by_identity: dict[tuple[tuple[str, Any], ...], list[RowSummary]] = {}
     for rows in tables.values():
         for row in rows:   # a row per split: the same identity in two panels is one row here
-            by_identity.setdefault(repr(sorted(row.identity.items())), []).append(row)
+            by_identity.setdefault(tuple(row.identity.items()), []).append(row)   # row_identity
     label_rows([same[0] for same in by_identity.values()])
     for first, *others in by_identity.values():
         for row in others:
