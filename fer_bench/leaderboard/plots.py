@@ -129,6 +129,13 @@ def plot_accuracy_vs_n(records: Sequence[CellRecord], path: str | Path,
     return _save(fig, path)
 
 
+def _count_range(counts: Sequence[int]) -> str:
+    """The test images at one complexity level over the drawn cells: "40", or "0-1" where
+    seeds' splits differ (a median would print n=0 under a bar measured on one image)."""
+    low, high = min(counts), max(counts)
+    return str(low) if low == high else f"{low}-{high}"
+
+
 def plot_accuracy_by_complexity(records: Sequence[CellRecord], path: str | Path,
                                 provenance: Sequence[Mapping[str, Any]] = ()) -> Path:
     """Write a PNG of honest accuracy (%) by complexity level X, each row at its best N."""
@@ -161,14 +168,15 @@ def plot_accuracy_by_complexity(records: Sequence[CellRecord], path: str | Path,
             ax.bar(offsets, heights, width, yerr=errors if any(errors) else None, capsize=2, color=colors[row.label],
                    label=f"{row.label} ({split}: N={row.best_n})")
         ax.set_xticks(np.arange(len(levels)),
-                      [f"X={lv}\nn={int(np.median(counts[lv]))}" for lv in levels], fontsize=8)
+                      [f"X={lv}\nn={_count_range(counts[lv])}" for lv in levels], fontsize=7)
         ax.set_ylim(0, 100)
         ax.set_ylabel("honest test accuracy (%)")
         ax.set_title(f"{split} split", fontsize=10)
         ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Honest test accuracy by complexity X (number of emotions with votes)\n"
                  "each row at its best N on the split; error bars: 95% CI over seeds; "
-                 "n = test images\n" + _subtitle(records, provenance), fontsize=10)
+                 "n = test images (a range where the drawn cells' test sets differ)\n"
+                 + _subtitle(records, provenance), fontsize=10)
     fig.tight_layout()
     _legend_below(fig, 8)
     return _save(fig, path)

@@ -263,3 +263,23 @@ def _colour(handle):
     if hasattr(handle, "patches"):
         return handle.patches[0].get_facecolor()
     return (handle[0] if isinstance(handle, tuple) else handle).get_color()
+
+
+def test_complexity_ticks_show_the_count_range_where_seeds_test_sets_differ(tmp_path, monkeypatch):
+    """A level held by one test image in one seed and by none in the others is drawn from that
+    image: its tick says n=0-1, not the median's n=0 under a measured bar."""
+    import matplotlib.pyplot as plt
+
+    from fer_bench.leaderboard import plots
+    from tests.helpers.leaderboard_support import make_record
+
+    records = [make_record(nhot=n, seed=s, acc=0.7 + 0.01 * n, dataset_label="ferplus",
+                           acc_by_complexity={"1": 0.8, **({"7": 1.0} if s == 0 else {})},
+                           count_by_complexity={"1": 40, "7": 1 if s == 0 else 0})
+               for n in (1, 8) for s in range(3)]
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
+    plots.plot_accuracy_by_complexity(records, tmp_path / "x.png")
+    ticks = [text.get_text() for text in figures[-1].axes[0].get_xticklabels()]
+    assert ticks == ["X=1\nn=40", "X=7\nn=0-1"], ticks
+    plt.close(figures[-1])
