@@ -63,7 +63,7 @@ def _label_across_splits(tables: Mapping[str, Sequence[RowSummary]]) -> None:
     by_identity: dict[tuple[tuple[str, Any], ...], list[RowSummary]] = {}
     for rows in tables.values():
         for row in rows:   # a row per split: the same identity in two panels is one row here
-            by_identity.setdefault(tuple(row.identity.items()), []).append(row)   # row_identity
+            by_identity.setdefault(tuple(row.identity.items()), []).append(row)
     label_rows([same[0] for same in by_identity.values()])
     for first, *others in by_identity.values():
         for row in others:

@@ -12,11 +12,12 @@ from rich.console import Console
 from fer_bench.cli.main import main as fer_bench_main
 from fer_bench.errors import DataError
 from fer_bench.identity.config import TrainConfig
+from fer_bench.leaderboard import plots
 from fer_bench.leaderboard.cli import leaderboard_command
 from fer_bench.leaderboard.load import load_results
 from fer_bench.leaderboard.plots import plot_accuracy_by_complexity, plot_accuracy_vs_n
 from tests.helpers.leaderboard_support import golden_document as golden_v2
-from tests.helpers.leaderboard_support import write_golden
+from tests.helpers.leaderboard_support import make_record, write_golden
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -30,6 +31,24 @@ def golden_document():
 def golden_path(tmp_path):
     """The golden results file (record schema 2) as ``.../leaderboard_golden.json``."""
     return write_golden(tmp_path / "golden")
+
+
+@pytest.fixture()
+def drawn_figure(monkeypatch, tmp_path):
+    """Call a plot function and get its matplotlib figure back instead of a PNG
+    (``drawn_figure(plots.plot_gain_vs_n, records)``); every figure is closed afterwards."""
+    import matplotlib.pyplot as plt
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
+
+    def draw(plot, records):
+        plot(records, tmp_path / "drawn.png")
+        return figures[-1]
+
+    yield draw
+    for fig in figures:
+        plt.close(fig)
 
 
 def _write(path: Path, document) -> Path:
@@ -191,14 +210,9 @@ def test_untimed_failures_are_loaded_as_failed_cells(golden_document, tmp_path):
     assert [r.to_dict() for r in again.records] == [r.to_dict() for r in loaded.records]
 
 
-def test_nhot_plots_draw_only_the_nhot_experiment_with_the_legend_below(tmp_path, monkeypatch):
+def test_nhot_plots_draw_only_the_nhot_experiment_with_the_legend_below(drawn_figure):
     """A recovery row on other data never joins the N-hot plots (it would widen every label
     and the subtitle's data); the figure's one legend stands below every panel."""
-    import matplotlib.pyplot as plt
-
-    from fer_bench.leaderboard import plots
-    from tests.helpers.leaderboard_support import make_record
-
     nhot = [make_record(nhot=n, seed=s, acc=0.7 + 0.01 * n + 0.002 * s, dataset_label="ferplus")
             for n in (1, 8) for s in range(3)]
     recovery = [make_record(nhot=n, seed=s, acc=0.5, experiment="recovery", dataset="synth-ffff")
@@ -206,10 +220,7 @@ def test_nhot_plots_draw_only_the_nhot_experiment_with_the_legend_below(tmp_path
     assert plots.nhot_records(nhot + recovery) == nhot
     assert plots.nhot_records(recovery) == recovery   # no N-hot experiment: every row
 
-    figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
-    plots.plot_gain_vs_n(nhot + recovery, tmp_path / "gain.png")
-    fig = figures[-1]
+    fig = drawn_figure(plots.plot_gain_vs_n, nhot + recovery)
     fig.canvas.draw()
     (legend,) = fig.legends
     labels = [text.get_text() for text in legend.get_texts()]
@@ -219,20 +230,15 @@ def test_nhot_plots_draw_only_the_nhot_experiment_with_the_legend_below(tmp_path
     legend_top = legend.get_window_extent(renderer).y1
     assert all(legend_top <= ax.get_tightbbox(renderer).y0 + 1 for ax in fig.axes)
     assert "SYNTHETIC" not in fig.get_suptitle()
-    plt.close(fig)
 
 
 @pytest.mark.parametrize("plot", ["plot_gain_vs_n", "plot_accuracy_vs_n",
                                   "plot_accuracy_by_complexity"])
-def test_one_identity_has_one_label_and_colour_in_every_panel(tmp_path, monkeypatch, plot):
+def test_one_identity_has_one_label_and_colour_in_every_panel(drawn_figure, plot):
     """A row on both splits beside a model on the complex split only (the converged grid's
     fast_resnet and P4's VGG16): labels are made over the drawn rows of all splits together,
     so the shared row is neither relabelled per panel nor numbered "#1"/"#2" as a duplicate."""
-    import matplotlib.pyplot as plt
     from matplotlib.colors import to_hex
-
-    from fer_bench.leaderboard import plots
-    from tests.helpers.leaderboard_support import make_record
 
     shared = [make_record(nhot=n, seed=s, acc=0.7 + 0.01 * n + 0.003 * s, split=split,
                           dataset_label="ferplus", acc_by_complexity={"1": 0.8},
@@ -243,10 +249,7 @@ def test_one_identity_has_one_label_and_colour_in_every_panel(tmp_path, monkeypa
                        dataset_label="ferplus", acc_by_complexity={"1": 0.6},
                        count_by_complexity={"1": 40})
            for n in (1, 8) for s in range(3)]
-    figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
-    getattr(plots, plot)(shared + vgg, tmp_path / "x.png")
-    fig = figures[-1]
+    fig = drawn_figure(getattr(plots, plot), shared + vgg)
     colours: dict[str, set[str]] = {}
     for ax in fig.axes:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
@@ -255,7 +258,6 @@ def test_one_identity_has_one_label_and_colour_in_every_panel(tmp_path, monkeypa
     assert not any("#1" in label or "#2" in label for label in colours)
     assert sorted(label.split()[0] for label in colours) == ["small_cnn", "vgg16"], colours
     assert all(len(found) == 1 for found in colours.values()), colours
-    plt.close(fig)
 
 
 def _colour(handle):
@@ -265,21 +267,13 @@ def _colour(handle):
     return (handle[0] if isinstance(handle, tuple) else handle).get_color()
 
 
-def test_complexity_ticks_show_the_count_range_where_seeds_test_sets_differ(tmp_path, monkeypatch):
+def test_complexity_ticks_show_the_count_range_where_seeds_test_sets_differ(drawn_figure):
     """A level held by one test image in one seed and by none in the others is drawn from that
     image: its tick says n=0-1, not the median's n=0 under a measured bar."""
-    import matplotlib.pyplot as plt
-
-    from fer_bench.leaderboard import plots
-    from tests.helpers.leaderboard_support import make_record
-
     records = [make_record(nhot=n, seed=s, acc=0.7 + 0.01 * n, dataset_label="ferplus",
                            acc_by_complexity={"1": 0.8, **({"7": 1.0} if s == 0 else {})},
                            count_by_complexity={"1": 40, "7": 1 if s == 0 else 0})
                for n in (1, 8) for s in range(3)]
-    figures = []
-    monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or Path(path))
-    plots.plot_accuracy_by_complexity(records, tmp_path / "x.png")
-    ticks = [text.get_text() for text in figures[-1].axes[0].get_xticklabels()]
+    fig = drawn_figure(plots.plot_accuracy_by_complexity, records)
+    ticks = [text.get_text() for text in fig.axes[0].get_xticklabels()]
     assert ticks == ["X=1\nn=40", "X=7\nn=0-1"], ticks
-    plt.close(figures[-1])
